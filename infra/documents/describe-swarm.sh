@@ -1,0 +1,5 @@
+#!/bin/sh
+# placeholder: describe-swarm
+set -eu
+echo "not implemented: describe-swarm" >&2
+exit 1

@@ -1,0 +1,5 @@
+#!/bin/sh
+# placeholder: verify-node
+set -eu
+echo "not implemented: verify-node" >&2
+exit 1

@@ -1,0 +1,1 @@
+"""swarmkeeper control plane: the package every function imports (deployed as a Lambda layer)."""
