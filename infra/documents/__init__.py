@@ -6,11 +6,14 @@ A document is that file behind a prelude that exports each document parameter as
 shell metacharacter, so the SSM agent's ``{{ Name }}`` substitution cannot inject shell.
 
 Contract with the control plane (layers/) and the lab: the action names, the parameter names and
-what each script prints on its last stdout line (see each script's header).
+what each script prints on its last stdout line (``RESULT_FORMATS``, and each script's header).
+``render_commands()`` renders what the SSM agent would run (the lab uses it); ``parse_result()`` reads
+the last line.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +35,9 @@ class Parameter:
 
 _ROLE = Parameter("Role", "Swarm role of the node: manager or worker.", r"^(manager|worker)$")
 _NODE_ID = Parameter("NodeId", "Swarm node id.", r"^[a-z0-9]{25}$")
-_PREFIX = Parameter("ParameterPrefix", "Parameter Store path of the cluster.", r"^/swarmkeeper/[a-z][a-z0-9-]{0,30}$")
+_PREFIX = Parameter(
+    "ParameterPrefix", "Parameter Store path of the cluster.", r"^/swarmkeeper/[a-z][a-z0-9-]{0,30}$"
+)
 _KMS_KEY = Parameter("KmsKeyId", "KMS key for the join-token SecureStrings.", r"^[A-Za-z0-9:/_-]{1,2048}$")
 _REGION = Parameter("Region", "AWS region of the cluster.", r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 _TIMEOUT = Parameter("TimeoutSeconds", "How long the script may wait.", r"^[0-9]{1,4}$", "60")
@@ -41,10 +46,17 @@ PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     "bootstrap-node": (
         _ROLE,
         Parameter("Mode", "init: create the swarm; join: join the existing one.", r"^(init|join)$"),
-        Parameter("AdvertiseAddress", "Private IPv4 address of the instance.", r"^([0-9]{1,3}\.){3}[0-9]{1,3}$"),
+        Parameter(
+            "AdvertiseAddress", "Private IPv4 address of the instance.", r"^([0-9]{1,3}\.){3}[0-9]{1,3}$"
+        ),
         _PREFIX,
         _KMS_KEY,
-        Parameter("DockerVersion", "Docker package version to install when missing.", r"^[0-9][0-9.]{0,15}$"),
+        Parameter(
+            "DockerVersion",
+            "Docker package version to install when missing (empty: the distribution's).",
+            r"^([0-9][0-9.]{0,15})?$",
+            "",
+        ),
         _REGION,
     ),
     "verify-node": (_NODE_ID, _ROLE, _TIMEOUT),
@@ -56,6 +68,18 @@ PARAMETERS: dict[str, tuple[Parameter, ...]] = {
 }
 
 ACTIONS: tuple[str, ...] = tuple(PARAMETERS)
+
+# The last stdout line of each script: space-separated key=value pairs (never a token).
+RESULT_FORMATS: dict[str, str] = {
+    "bootstrap-node": "node-id=<id> role=<manager|worker> cluster-id=<id>",
+    "verify-node": "node-id=<id> state=ready role=<manager|worker>",
+    "drain-node": "node-id=<id> tasks-remaining=<n> [missing=true when the swarm no longer knows the node]",
+    "remove-node": "node-id=<id> removed=true",
+    "leave-swarm": "left=true",
+    "rotate-tokens": "rotated=worker,manager",
+    "describe-swarm": "nodes=<count> (after one line per node: "
+    "<id> <role> <state> <availability> <leader|reachable|unreachable|-> <ip> <hostname>)",
+}
 
 
 def script_path(action: str) -> Path:
@@ -70,6 +94,32 @@ def run_command_lines(action: str) -> list[str]:
     """The document's aws:runShellScript lines: parameter exports, then the script file."""
     exports = [f"export {p.env_name}='{{{{ {p.name} }}}}'" for p in PARAMETERS[action]]
     return [*exports, *script_path(action).read_text().splitlines()]
+
+
+def render_commands(action: str, values: dict[str, str]) -> str:
+    """The shell the SSM agent runs for ``action`` with these parameter values: defaults applied, each
+    value checked against its allowedPattern, ``{{ Name }}`` substituted as the agent does."""
+    params = {p.name: p for p in PARAMETERS[action]}
+    if unknown := set(values) - set(params):
+        raise ValueError(f"{action}: unknown parameters {sorted(unknown)}")
+    resolved: dict[str, str] = {}
+    for name, p in params.items():
+        value = values.get(name, p.default)
+        if value is None:
+            raise ValueError(f"{action}: parameter {name} is required")
+        if not re.fullmatch(p.allowed_pattern, value):
+            raise ValueError(f"{action}: {name}={value!r} does not match {p.allowed_pattern}")
+        resolved[name] = value
+    text = "\n".join(run_command_lines(action)) + "\n"
+    return re.sub(r"\{\{\s*([A-Za-z0-9]+)\s*\}\}", lambda m: resolved.get(m[1], m[0]), text)
+
+
+def parse_result(stdout: str) -> dict[str, str]:
+    """The key=value pairs of a script's last non-empty stdout line."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        return {}
+    return dict(item.split("=", 1) for item in lines[-1].split() if "=" in item)
 
 
 def document_content(action: str) -> dict:

@@ -1,5 +1,226 @@
 #!/bin/sh
-# placeholder: bootstrap-node
+# bootstrap-node: make this instance a running Docker host and a member of the cluster's swarm.
+#
+# Parameters (env): SK_ROLE (manager|worker), SK_MODE (init|join), SK_ADVERTISE_ADDRESS,
+#   SK_PARAMETER_PREFIX, SK_KMS_KEY_ID, SK_DOCKER_VERSION (may be empty), SK_REGION.
+# init: create the swarm unless this node already manages one, then publish both join tokens
+#   (SecureString), manager-addresses and cluster-id under SK_PARAMETER_PREFIX.
+# join: unless already a member, read join-token/SK_ROLE and manager-addresses and join through the
+#   first manager that accepts (bounded retries); a manager then refreshes manager-addresses.
+# Idempotent: running it again on a member changes nothing in the swarm.
+# Join tokens never reach stdout, stderr or a command line (files in a 0700 temp dir, the Engine API).
+# Last stdout line: node-id=<id> role=<manager|worker> cluster-id=<id>
 set -eu
-echo "not implemented: bootstrap-node" >&2
-exit 1
+# Docker Go templates are put together at run time: in an SSM document a double brace means a
+# document parameter.
+o='{''{' c='}''}'
+umask 077
+
+fail() {
+	echo "bootstrap-node: $*" >&2
+	exit 1
+}
+# Masks anything token-shaped in text that is about to be printed.
+mask() { sed 's/SWMTKN-[A-Za-z0-9-]*/SWMTKN-***/g' | tr '\n' ' ' | cut -c1-400; }
+
+for v in SK_ROLE SK_MODE SK_ADVERTISE_ADDRESS SK_PARAMETER_PREFIX SK_KMS_KEY_ID SK_REGION; do
+	eval "val=\${$v:-}"
+	[ -n "$val" ] || fail "$v is not set"
+done
+case "$SK_ROLE" in manager | worker) ;; *) fail "SK_ROLE must be manager or worker" ;; esac
+case "$SK_MODE" in init | join) ;; *) fail "SK_MODE must be init or join" ;; esac
+
+TMPD=$(mktemp -d)
+trap 'rm -rf "$TMPD"' EXIT
+trap 'exit 130' INT TERM
+
+# --- Docker -----------------------------------------------------------------------------------
+
+ensure_docker() {
+	docker info >/dev/null 2>&1 && return 0
+	if ! command -v docker >/dev/null 2>&1; then
+		command -v dnf >/dev/null 2>&1 || fail "docker is missing and dnf is not available to install it"
+		pkg=docker
+		[ -z "${SK_DOCKER_VERSION:-}" ] || pkg="docker-$SK_DOCKER_VERSION"
+		dnf install -y -q "$pkg" >"$TMPD/dnf" 2>&1 || fail "dnf install $pkg failed: $(tail -n 3 "$TMPD/dnf" | mask)"
+	fi
+	if [ ! -f /etc/docker/daemon.json ]; then
+		# Log rotation; no live-restore (swarm mode refuses it).
+		mkdir -p /etc/docker
+		cat >/etc/docker/daemon.json <<-'EOF'
+			{
+			  "log-driver": "json-file",
+			  "log-opts": { "max-size": "10m", "max-file": "3" }
+			}
+		EOF
+		chmod 0644 /etc/docker/daemon.json
+	fi
+	systemctl enable --now docker >"$TMPD/systemctl" 2>&1 ||
+		fail "systemctl enable --now docker failed: $(tail -n 3 "$TMPD/systemctl" | mask)"
+	i=0
+	until docker info >/dev/null 2>&1; do
+		i=$((i + 1))
+		[ "$i" -le 60 ] || fail "docker did not become ready within 60s"
+		sleep 1
+	done
+}
+
+swarm_state() { docker info -f "${o}.Swarm.LocalNodeState${c} ${o}.Swarm.ControlAvailable${c}" 2>/dev/null || echo "unknown false"; }
+
+# --- Parameter Store ----------------------------------------------------------------------------
+
+# put_secure NAME FILE: FILE holds the token. The request goes through a 0600 JSON file, so the value
+# is never an argument of any process.
+put_secure() {
+	token=$(cat "$2")
+	case "$token" in
+	SWMTKN-*[!A-Za-z0-9-]* | "") fail "unexpected join token format for $1" ;;
+	SWMTKN-*) ;;
+	*) fail "unexpected join token format for $1" ;;
+	esac
+	printf '{"Name": "%s", "Type": "SecureString", "KeyId": "%s", "Overwrite": true, "Value": "%s"}\n' \
+		"$1" "$SK_KMS_KEY_ID" "$token" >"$TMPD/put.json"
+	token=
+	aws ssm put-parameter --region "$SK_REGION" --cli-input-json "file://$TMPD/put.json" \
+		>/dev/null 2>"$TMPD/err" || { rm -f "$TMPD/put.json"; fail "put-parameter $1 failed: $(mask <"$TMPD/err")"; }
+	rm -f "$TMPD/put.json"
+}
+
+# put_string NAME VALUE: writes only when the value changed (PutParameter has a low rate limit).
+put_string() {
+	current=$(aws ssm get-parameter --region "$SK_REGION" --name "$1" --query Parameter.Value \
+		--output text 2>/dev/null) || current=
+	[ "$current" = "$2" ] && return 0
+	aws ssm put-parameter --region "$SK_REGION" --name "$1" --type String --value "$2" --overwrite \
+		>/dev/null 2>"$TMPD/err" || fail "put-parameter $1 failed: $(mask <"$TMPD/err")"
+}
+
+# ip:port of every reachable manager, comma-separated (the leader counts as reachable).
+manager_addresses() {
+	ids=$(docker node ls -q --filter role=manager) || fail "docker node ls failed"
+	[ -n "$ids" ] || return 0
+	# shellcheck disable=SC2086 # one argument per node id
+	docker node inspect -f "${o}with .ManagerStatus${c}${o}.Reachability${c} ${o}.Addr${c}${o}end${c}" $ids |
+		awk '$1 == "reachable" { printf "%s%s", sep, $2; sep = "," }'
+}
+
+publish_manager_addresses() {
+	addrs=$(manager_addresses)
+	[ -n "$addrs" ] || fail "no reachable manager found"
+	put_string "$SK_PARAMETER_PREFIX/manager-addresses" "$addrs"
+}
+
+# --- join through the Engine API (keeps the token off the docker CLI's command line) -------------
+
+# join_once ADDR: 0 on success; otherwise the reason is in $TMPD/join.err.
+join_once() {
+	token=$(cat "$TMPD/token")
+	printf '{"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "%s", "RemoteAddrs": ["%s"], "JoinToken": "%s"}\n' \
+		"$SK_ADVERTISE_ADDRESS" "$1" "$token" >"$TMPD/join.json"
+	token=
+	sock=${DOCKER_HOST:-unix:///var/run/docker.sock}
+	case "$sock" in
+	unix://*) sock=${sock#unix://} ;;
+	*) rm -f "$TMPD/join.json" && fail "DOCKER_HOST must be a unix socket, not $sock" ;;
+	esac
+	code=$(curl -sS --noproxy '*' --unix-socket "$sock" -o "$TMPD/join.out" -w '%{http_code}' \
+		-H 'Content-Type: application/json' --data-binary "@$TMPD/join.json" \
+		http://localhost/swarm/join 2>"$TMPD/join.err") || code=000
+	rm -f "$TMPD/join.json"
+	[ "$code" = 200 ] && return 0
+	{
+		echo "HTTP $code"
+		cat "$TMPD/join.out" 2>/dev/null || true
+	} >>"$TMPD/join.err"
+	return 1
+}
+
+join_swarm() {
+	aws ssm get-parameter --region "$SK_REGION" --name "$SK_PARAMETER_PREFIX/join-token/$SK_ROLE" \
+		--with-decryption --query Parameter.Value --output text >"$TMPD/token" 2>"$TMPD/err" ||
+		fail "cannot read $SK_PARAMETER_PREFIX/join-token/$SK_ROLE: $(mask <"$TMPD/err")"
+	addrs=$(aws ssm get-parameter --region "$SK_REGION" --name "$SK_PARAMETER_PREFIX/manager-addresses" \
+		--query Parameter.Value --output text 2>"$TMPD/err") ||
+		fail "cannot read $SK_PARAMETER_PREFIX/manager-addresses: $(mask <"$TMPD/err")"
+	case "$addrs" in "" | None) fail "$SK_PARAMETER_PREFIX/manager-addresses is empty" ;; esac
+	command -v curl >/dev/null 2>&1 || fail "curl is required to join"
+	round=1
+	while [ "$round" -le 3 ]; do
+		for addr in $(echo "$addrs" | tr ',' ' '); do
+			case "$addr" in *:*) ;; *) addr="$addr:2377" ;; esac
+			if join_once "$addr"; then
+				return 0
+			fi
+			reason=$(mask <"$TMPD/join.err")
+			rm -f "$TMPD/join.err"
+			case "$reason" in
+			*"valid join token"*) fail "join via $addr refused: $reason" ;;
+			esac
+			# A timed-out join keeps trying in the background; done if it got in, else reset.
+			# shellcheck disable=SC2046 # two words: state, control
+			set -- $(swarm_state)
+			[ "$1" = active ] && return 0
+			[ "$1" = inactive ] || docker swarm leave --force >/dev/null 2>&1 || true
+			echo "bootstrap-node: join via $addr failed (round $round): $reason" >&2
+		done
+		round=$((round + 1))
+		[ "$round" -gt 3 ] || sleep 5
+	done
+	fail "could not join through any of $addrs"
+}
+
+# --- main ------------------------------------------------------------------------------------------
+
+ensure_docker
+# shellcheck disable=SC2046 # two words: state, control
+set -- $(swarm_state)
+state=$1 control=$2
+
+if [ "$SK_MODE" = init ]; then
+	if [ "$state" = active ] && [ "$control" = true ]; then
+		: # already manages a swarm: no second init
+	elif [ "$state" = inactive ]; then
+		docker swarm init --advertise-addr "$SK_ADVERTISE_ADDRESS" >/dev/null 2>"$TMPD/err" ||
+			fail "docker swarm init failed: $(mask <"$TMPD/err")"
+	else
+		fail "cannot init: this node's swarm state is $state (control=$control)"
+	fi
+	docker swarm join-token -q worker >"$TMPD/token" 2>"$TMPD/err" || fail "join-token worker: $(mask <"$TMPD/err")"
+	put_secure "$SK_PARAMETER_PREFIX/join-token/worker" "$TMPD/token"
+	docker swarm join-token -q manager >"$TMPD/token" 2>"$TMPD/err" || fail "join-token manager: $(mask <"$TMPD/err")"
+	put_secure "$SK_PARAMETER_PREFIX/join-token/manager" "$TMPD/token"
+	rm -f "$TMPD/token"
+	cluster_id=$(docker info -f "${o}.Swarm.Cluster.ID${c}")
+	put_string "$SK_PARAMETER_PREFIX/cluster-id" "$cluster_id"
+	publish_manager_addresses
+else
+	if [ "$state" = active ] && [ "$SK_ROLE" = manager ] && [ "$control" != true ]; then
+		fail "already a worker of a swarm; promote it from a manager instead"
+	fi
+	if [ "$state" != active ]; then
+		[ "$state" = inactive ] || docker swarm leave --force >/dev/null 2>&1 || true
+		join_swarm
+		rm -f "$TMPD/token"
+	fi
+	if [ "$SK_ROLE" = manager ]; then
+		i=0
+		until [ "$(docker info -f "${o}.Swarm.ControlAvailable${c}")" = true ]; do
+			i=$((i + 1))
+			[ "$i" -le 30 ] || fail "joined but not a manager after 30s"
+			sleep 1
+		done
+		publish_manager_addresses
+	fi
+fi
+
+node_id=$(docker info -f "${o}.Swarm.NodeID${c}")
+[ -n "$node_id" ] || fail "no swarm node id after bootstrap"
+role=$(docker info -f "${o}if .Swarm.ControlAvailable${c}manager${o}else${c}worker${o}end${c}")
+cluster_id=$(docker info -f "${o}with .Swarm.Cluster${c}${o}.ID${c}${o}end${c}")
+if [ -z "$cluster_id" ]; then
+	# Workers do not see the cluster object; their node certificate's organization is the cluster id.
+	cert="$(docker info -f "${o}.DockerRootDir${c}")/swarm/certificates/swarm-node.crt"
+	cluster_id=$(openssl x509 -noout -subject -nameopt multiline -in "$cert" 2>/dev/null |
+		awk -F' = ' '$1 ~ /organizationName/ { print $2; exit }') || cluster_id=
+fi
+echo "node-id=$node_id role=$role cluster-id=${cluster_id:-unknown}"

@@ -1,5 +1,37 @@
 #!/bin/sh
-# placeholder: drain-node
+# drain-node (runs on a manager): set node SK_NODE_ID to drain and wait until none of its tasks is
+# still desired running, at most SK_TIMEOUT_SECONDS.
+#
+# Parameters (env): SK_NODE_ID, SK_TIMEOUT_SECONDS.
+# Last stdout line: node-id=<id> tasks-remaining=<n>
+# Exit 0 even when n > 0 (the caller decides). A node the swarm no longer knows has nothing to drain:
+# node-id=<id> tasks-remaining=0 missing=true
 set -eu
-echo "not implemented: drain-node" >&2
-exit 1
+
+fail() {
+	echo "drain-node: $*" >&2
+	exit 1
+}
+
+[ -n "${SK_NODE_ID:-}" ] || fail "SK_NODE_ID is not set"
+timeout=${SK_TIMEOUT_SECONDS:-60}
+case "$timeout" in "" | *[!0-9]*) fail "SK_TIMEOUT_SECONDS must be a number" ;; esac
+
+if ! err=$(docker node update --availability drain "$SK_NODE_ID" 2>&1 >/dev/null); then
+	case "$err" in
+	*"not found"* | *"No such node"* | *"no such node"*)
+		echo "node-id=$SK_NODE_ID tasks-remaining=0 missing=true"
+		exit 0
+		;;
+	esac
+	fail "docker node update --availability drain failed: $(echo "$err" | tr '\n' ' ')"
+fi
+
+deadline=$(($(date +%s) + timeout))
+while :; do
+	remaining=$(docker node ps -q --filter desired-state=running "$SK_NODE_ID" | grep -c . || true)
+	[ "$remaining" -eq 0 ] && break
+	[ "$(date +%s)" -lt "$deadline" ] || break
+	sleep 1
+done
+echo "node-id=$SK_NODE_ID tasks-remaining=$remaining"

@@ -1,5 +1,51 @@
 #!/bin/sh
-# placeholder: rotate-tokens
+# rotate-tokens (runs on a manager): rotate the worker and manager join tokens and store the new ones
+# as SecureStrings. Tokens never reach stdout, stderr or a command line (0600 files in a temp dir).
+#
+# Parameters (env): SK_PARAMETER_PREFIX, SK_KMS_KEY_ID, SK_REGION.
+# Last stdout line: rotated=worker,manager
 set -eu
-echo "not implemented: rotate-tokens" >&2
-exit 1
+# Docker Go templates are put together at run time: in an SSM document a double brace means a
+# document parameter.
+o='{''{' c='}''}'
+umask 077
+
+fail() {
+	echo "rotate-tokens: $*" >&2
+	exit 1
+}
+mask() { sed 's/SWMTKN-[A-Za-z0-9-]*/SWMTKN-***/g' | tr '\n' ' ' | cut -c1-400; }
+
+for v in SK_PARAMETER_PREFIX SK_KMS_KEY_ID SK_REGION; do
+	eval "val=\${$v:-}"
+	[ -n "$val" ] || fail "$v is not set"
+done
+[ "$(docker info -f "${o}.Swarm.ControlAvailable${c}" 2>/dev/null)" = true ] || fail "this node is not a swarm manager"
+
+TMPD=$(mktemp -d)
+trap 'rm -rf "$TMPD"' EXIT
+trap 'exit 130' INT TERM
+
+# put_secure NAME FILE: FILE holds the token; the request goes through a 0600 JSON file.
+put_secure() {
+	token=$(cat "$2")
+	case "$token" in
+	SWMTKN-*[!A-Za-z0-9-]* | "") fail "unexpected join token format for $1" ;;
+	SWMTKN-*) ;;
+	*) fail "unexpected join token format for $1" ;;
+	esac
+	printf '{"Name": "%s", "Type": "SecureString", "KeyId": "%s", "Overwrite": true, "Value": "%s"}\n' \
+		"$1" "$SK_KMS_KEY_ID" "$token" >"$TMPD/put.json"
+	token=
+	aws ssm put-parameter --region "$SK_REGION" --cli-input-json "file://$TMPD/put.json" \
+		>/dev/null 2>"$TMPD/err" || { rm -f "$TMPD/put.json"; fail "put-parameter $1 failed: $(mask <"$TMPD/err")"; }
+	rm -f "$TMPD/put.json"
+}
+
+for role in worker manager; do
+	docker swarm join-token --rotate -q "$role" >"$TMPD/token" 2>"$TMPD/err" ||
+		fail "docker swarm join-token --rotate $role failed: $(mask <"$TMPD/err")"
+	put_secure "$SK_PARAMETER_PREFIX/join-token/$role" "$TMPD/token"
+	rm -f "$TMPD/token"
+done
+echo "rotated=worker,manager"

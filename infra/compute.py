@@ -1,0 +1,284 @@
+"""Manager and worker Auto Scaling groups: launch templates, instance roles, lifecycle hooks, updates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jsii
+from aws_cdk import Duration, Stack, Tags
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.names import LAUNCH_HOOK, TERMINATE_HOOK, Names
+from infra.network import Network
+from infra.settings import ClusterSettings
+from infra.state import State
+
+AL2023_PARAMETER_PREFIX = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-"
+ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023
+ROOT_VOLUME_GIB = 30  # images and container layers live on the root volume
+CLUSTER_TAG = "swarmkeeper:cluster"
+ROLE_TAG = "swarmkeeper:role"
+
+
+@jsii.implements(ec2.IMachineImage)
+class FixedImage:
+    """An explicit AMI id, valid in whatever region the stack is deployed to (no region map)."""
+
+    def __init__(self, ami_id: str) -> None:
+        self.ami_id = ami_id
+
+    def get_image(self, scope: Construct) -> ec2.MachineImageConfig:
+        return ec2.MachineImageConfig(
+            image_id=self.ami_id, os_type=ec2.OperatingSystemType.LINUX, user_data=ec2.UserData.for_linux()
+        )
+
+
+@dataclass(frozen=True)
+class _Group:
+    role_name: str  # manager | worker
+    group_name: str
+    instance_type: str
+
+
+class Compute(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        settings: ClusterSettings,
+        names: Names,
+        network: Network,
+        state: State,
+    ) -> None:
+        super().__init__(scope, id)
+        self._settings = settings
+        self._names = names
+        stack = Stack.of(self)
+
+        def parameter_arn(name: str) -> str:
+            return stack.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
+
+        # ---- instance roles -----------------------------------------------------------------------
+        self.manager_role = self._instance_role("ManagerRole", "manager")
+        token_arns = [
+            parameter_arn(names.worker_token_parameter),
+            parameter_arn(names.manager_token_parameter),
+        ]
+        self.manager_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ClusterParameters",
+                actions=["ssm:GetParameter", "ssm:PutParameter"],
+                resources=[
+                    *token_arns,
+                    parameter_arn(names.manager_addresses_parameter),
+                    parameter_arn(names.cluster_id_parameter),
+                ],
+            )
+        )
+        self.manager_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="JoinTokenEncryption",
+                actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[state.key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": f"ssm.{stack.region}.amazonaws.com",
+                        "kms:EncryptionContext:PARAMETER_ARN": token_arns,
+                    },
+                },
+            )
+        )
+        self.manager_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="CommandOutput",
+                actions=["s3:PutObject"],
+                resources=[state.output_bucket.arn_for_objects("*")],
+            )
+        )
+
+        self.worker_role = self._instance_role("WorkerRole", "worker")
+        self.worker_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WorkerJoinParameters",
+                actions=["ssm:GetParameter"],
+                resources=[
+                    parameter_arn(names.worker_token_parameter),
+                    parameter_arn(names.manager_addresses_parameter),
+                ],
+            )
+        )
+        self.worker_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WorkerTokenDecrypt",
+                actions=["kms:Decrypt"],
+                resources=[state.key.key_arn],
+                conditions={
+                    "StringEquals": {
+                        "kms:ViaService": f"ssm.{stack.region}.amazonaws.com",
+                        "kms:EncryptionContext:PARAMETER_ARN": parameter_arn(names.worker_token_parameter),
+                    }
+                },
+            )
+        )
+
+        # ---- groups --------------------------------------------------------------------------------
+        managers = _Group("manager", names.manager_group, settings.manager_instance_type)
+        workers = _Group("worker", names.worker_group, settings.worker_instance_type)
+
+        self.manager_template = self._launch_template(
+            "ManagerTemplate", managers, self.manager_role, [network.node_sg, network.manager_sg]
+        )
+        self.worker_template = self._launch_template(
+            "WorkerTemplate", workers, self.worker_role, [network.node_sg]
+        )
+
+        n = settings.manager_count
+        self.manager_group = autoscaling.AutoScalingGroup(
+            self,
+            "Managers",
+            auto_scaling_group_name=managers.group_name,
+            vpc=network.vpc,
+            vpc_subnets=network.node_subnets,
+            launch_template=self.manager_template,
+            min_capacity=n,
+            desired_capacity=n,
+            max_capacity=n + 1,  # room for one replacement during a rolling update
+            group_metrics=[autoscaling.GroupMetrics.all()],
+            # One manager at a time, never below the full count: the new manager joins (launch hook
+            # completes -> InService) before an old one is drained, demoted and removed.
+            update_policy=autoscaling.UpdatePolicy.rolling_update(
+                max_batch_size=1,
+                min_instances_in_service=n,
+                pause_time=Duration.minutes(2),
+            ),
+        )
+
+        if settings.worker_spot:
+            worker_capacity: dict = {
+                "mixed_instances_policy": autoscaling.MixedInstancesPolicy(
+                    launch_template=self.worker_template,
+                    instances_distribution=autoscaling.InstancesDistribution(
+                        on_demand_base_capacity=0,
+                        on_demand_percentage_above_base_capacity=0,
+                        spot_allocation_strategy=autoscaling.SpotAllocationStrategy.PRICE_CAPACITY_OPTIMIZED,
+                    ),
+                ),
+                # Replace a Spot worker on a rebalance recommendation, through the terminate hook (drain).
+                "capacity_rebalance": settings.rebalance_drain_workers,
+            }
+        else:
+            worker_capacity = {"launch_template": self.worker_template}
+        worker_min_in_service = min(settings.worker_desired_capacity, settings.worker_max_size - 1)
+        self.worker_group = autoscaling.AutoScalingGroup(
+            self,
+            "Workers",
+            auto_scaling_group_name=workers.group_name,
+            vpc=network.vpc,
+            vpc_subnets=network.node_subnets,
+            min_capacity=settings.worker_min_size,
+            desired_capacity=settings.worker_desired_capacity,
+            max_capacity=settings.worker_max_size,
+            group_metrics=[autoscaling.GroupMetrics.all()],
+            update_policy=autoscaling.UpdatePolicy.rolling_update(
+                max_batch_size=1,
+                min_instances_in_service=max(0, worker_min_in_service),
+                pause_time=Duration.minutes(1),
+            ),
+            **worker_capacity,
+        )
+
+        for group, spec in ((self.manager_group, managers), (self.worker_group, workers)):
+            Tags.of(group).add(CLUSTER_TAG, settings.cluster_name, apply_to_launched_instances=True)
+            Tags.of(group).add(ROLE_TAG, spec.role_name, apply_to_launched_instances=True)
+            self._add_lifecycle_hooks(group)
+
+    # ---------------------------------------------------------------------------------------------------
+    def _instance_role(self, id: str, role: str) -> iam.Role:
+        return iam.Role(
+            self,
+            id,
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description=f"swarmkeeper {self._settings.cluster_name} {role} nodes",
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
+        )
+
+    def _launch_template(
+        self, id: str, group: _Group, role: iam.Role, security_groups: list[ec2.ISecurityGroup]
+    ) -> ec2.LaunchTemplate:
+        instance_type = ec2.InstanceType(group.instance_type)
+        if self._settings.ami_id:
+            image: ec2.IMachineImage = FixedImage(self._settings.ami_id)
+        else:
+            # Latest Amazon Linux 2023 with AWS's default kernel, resolved by CloudFormation at deploy
+            # time from the public SSM parameter (template parameter of type
+            # AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>): no synth-time lookup, no credentials.
+            # (latest_amazon_linux2023() pins the kernel-6.1 parameter whatever kernel is asked for.)
+            arch = "arm64" if instance_type.architecture == ec2.InstanceArchitecture.ARM_64 else "x86_64"
+            image = ec2.MachineImage.from_ssm_parameter(
+                f"{AL2023_PARAMETER_PREFIX}{arch}", os=ec2.OperatingSystemType.LINUX
+            )
+        template = ec2.LaunchTemplate(
+            self,
+            id,
+            launch_template_name=group.group_name,
+            instance_type=instance_type,
+            machine_image=image,
+            role=role,
+            security_group=security_groups[0],
+            associate_public_ip_address=False,
+            # IMDSv2 only, and a hop limit of 1: containers behind Docker's bridge cannot reach the
+            # metadata service, so workloads never get the node role's credentials.
+            require_imdsv2=True,
+            http_tokens=ec2.LaunchTemplateHttpTokens.REQUIRED,
+            http_put_response_hop_limit=1,
+            http_endpoint=True,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name=ROOT_DEVICE,
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        ROOT_VOLUME_GIB,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        encrypted=True,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+        )
+        for extra in security_groups[1:]:
+            template.add_security_group(extra)
+        # Instance and volume tags from the first moment (the group's propagated tags repeat them).
+        Tags.of(template).add(CLUSTER_TAG, self._settings.cluster_name)
+        Tags.of(template).add(ROLE_TAG, group.role_name)
+        return template
+
+    def _add_lifecycle_hooks(self, group: autoscaling.AutoScalingGroup) -> None:
+        # The hooks are part of the group itself (LifecycleHookSpecificationList), not separate
+        # AWS::AutoScaling::LifecycleHook resources: those are created after the group, so the very
+        # first instances (including the manager that initialises the swarm) would skip the hooks.
+        # With no notification target, Auto Scaling sends the lifecycle events to EventBridge.
+        cfn = group.node.default_child
+        assert isinstance(cfn, autoscaling.CfnAutoScalingGroup)
+        cfn.lifecycle_hook_specification_list = [
+            autoscaling.CfnAutoScalingGroup.LifecycleHookSpecificationProperty(
+                lifecycle_hook_name=LAUNCH_HOOK,
+                lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING",
+                heartbeat_timeout=self._settings.launch_heartbeat_seconds,
+                # ABANDON: an instance that never finishes joining is terminated and replaced, it never
+                # goes InService half-configured.
+                default_result="ABANDON",
+            ),
+            autoscaling.CfnAutoScalingGroup.LifecycleHookSpecificationProperty(
+                lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+                lifecycle_hook_name=TERMINATE_HOOK,
+                # Long enough to drain the node (drainTimeoutSeconds), demote a manager and remove it.
+                heartbeat_timeout=self._settings.terminate_heartbeat_seconds,
+                # On termination both results terminate the instance; ABANDON would also skip any other
+                # terminate hooks (log shipping, backups someone adds later). If our drain times out we
+                # still want those to run, so CONTINUE; the dead node is removed by reconcile.
+                default_result="CONTINUE",
+            ),
+        ]

@@ -1,0 +1,113 @@
+"""cdk-nag (AwsSolutions) acknowledgments, each on the narrowest construct, each with its reason.
+
+Fixed instead of acknowledged: flow logs, SSL-only and encrypted queues/bucket, PITR, key rotation,
+exact parameter ARNs for the manager role, a native log-group resource policy (no custom resource).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_cdk import Acknowledgment, Annotations, Stack, Validations
+from constructs import IConstruct
+
+if TYPE_CHECKING:
+    from infra.stack import SwarmkeeperStack
+
+PACK = "AwsSolutions-"
+
+
+def _ack(scope: IConstruct, rule: str, reason: str) -> None:
+    Validations.of(scope).acknowledge(Acknowledgment(id=PACK + rule, reason=reason))
+
+
+def acknowledge(stack: SwarmkeeperStack) -> None:
+    names = stack.names
+    compute = stack.compute
+    control = stack.control_plane
+    state = stack.state
+    partition_arn = "arn:<AWS::Partition>:{}:<AWS::Region>:<AWS::AccountId>:{}"
+    bucket_objects = (
+        f"Resource::<{Stack.of(stack).get_logical_id(state.output_bucket.node.default_child)}.Arn>/*"
+    )
+
+    # ---- instances --------------------------------------------------------------------------------
+    for role in (compute.manager_role, compute.worker_role):
+        _ack(
+            role,
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
+            "AmazonSSMManagedInstanceCore is the AWS-maintained minimum for the SSM agent (Run Command, "
+            "Session Manager); a hand-copied inline version would drift from what the agent needs.",
+        )
+    _ack(
+        compute.manager_role,
+        f"IAM5[{bucket_objects}]",
+        "Run Command writes each command's output under a key named after the command id, unknown in "
+        "advance; s3:PutObject only, on this stack's output bucket.",
+    )
+    for group in (compute.manager_group, compute.worker_group):
+        Annotations.of(group).acknowledge_warning(
+            "@aws-cdk/aws-autoscaling:desiredCapacitySet",
+            "Intended: managerCount / workerDesiredCapacity in cdk.json are the sizes each deploy restores.",
+        )
+        _ack(
+            group,
+            "AS3",
+            "Scaling events already reach the control plane through EventBridge (lifecycle actions, "
+            "instance state changes) and are republished on the operators' bus; an SNS topic would "
+            "duplicate that with nobody subscribed.",
+        )
+
+    if stack.settings.worker_spot:
+        _ack(
+            compute.worker_group,
+            "EC26",
+            "The workers' launch template encrypts every EBS volume (Encrypted: true, tested); cdk-nag's "
+            "EC26 cannot follow a MixedInstancesPolicy (used for Spot) to that template and throws.",
+        )
+
+    # ---- control plane ----------------------------------------------------------------------------
+    for function in control.functions.values():
+        _ack(
+            function,
+            "L1",
+            "Pinned to python3.13 on purpose: the AWS-published Powertools layer used here "
+            "(/aws/service/powertools/python/<arch>/python3.13/3.37.0) is built for python3.13.",
+        )
+    _ack(
+        control.role,
+        "IAM5[Resource::*]",
+        "Only actions without resource-level permissions: ec2:DescribeInstances, autoscaling:Describe*, "
+        "ssm:DescribeInstanceInformation, ssm:GetCommandInvocation, ssm:ListCommandInvocations and the "
+        "X-Ray PutTraceSegments/PutTelemetryRecords added by active tracing.",
+    )
+    for group in (names.manager_group, names.worker_group):
+        _ack(
+            control.role,
+            "IAM5[Resource::"
+            + partition_arn.format("autoscaling", f"autoScalingGroup:*:autoScalingGroupName/{group}")
+            + "]",
+            "An Auto Scaling group ARN contains a UUID unknown before creation; the wildcard stands only "
+            f"for that UUID, the group name ({group}) is fixed.",
+        )
+    _ack(
+        control.role,
+        "IAM5[Resource::" + partition_arn.format("ec2", "instance/*") + "]",
+        "ssm:SendCommand and ec2:CreateTags on instances are conditioned on the tag "
+        f"swarmkeeper:cluster={names.cluster} (and CreateTags on the node-id tag key only): instances "
+        "come and go, the tag is what scopes them to this cluster.",
+    )
+    _ack(
+        control.role,
+        f"IAM5[{bucket_objects}]",
+        "The control plane reads Run Command output whose keys are named after command ids; "
+        "s3:GetObject only, on this stack's output bucket.",
+    )
+
+    # ---- state ------------------------------------------------------------------------------------
+    _ack(
+        state.output_bucket,
+        "S1",
+        "Holds only transient Run Command output (expires after one day), written by the managers' role "
+        "and read by the control plane's role; access logs would need another bucket for no audit gain.",
+    )

@@ -1,0 +1,105 @@
+"""Every physical name derived from the cluster name (README, CONTRACT section)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.documents import ACTIONS, document_name
+
+FUNCTIONS: tuple[str, ...] = (
+    "lifecycle_action",
+    "instance_state",
+    "interruption",
+    "command_status",
+    "alarm",
+    "reconcile",
+    "rotate_tokens",
+    "steps",
+)
+ALARMS: tuple[str, ...] = ("nodes-down", "quorum-at-risk", "dlq-depth", "function-errors")
+LAUNCH_HOOK = "swarmkeeper-launch"
+TERMINATE_HOOK = "swarmkeeper-terminate"
+EVENT_SOURCE = "swarmkeeper"
+METRICS_NAMESPACE = "Swarmkeeper"
+
+
+@dataclass(frozen=True)
+class Names:
+    cluster: str
+
+    @property
+    def prefix(self) -> str:
+        return f"swarmkeeper-{self.cluster}"
+
+    @property
+    def stack(self) -> str:
+        return self.prefix
+
+    @property
+    def manager_group(self) -> str:
+        return f"{self.prefix}-managers"
+
+    @property
+    def worker_group(self) -> str:
+        return f"{self.prefix}-workers"
+
+    @property
+    def state_table(self) -> str:
+        return f"{self.prefix}-state"
+
+    @property
+    def step_queue(self) -> str:
+        return f"{self.prefix}-steps"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}-dlq"
+
+    @property
+    def event_bus(self) -> str:
+        return self.prefix
+
+    @property
+    def kms_alias(self) -> str:
+        return f"alias/{self.prefix}"
+
+    @property
+    def parameter_prefix(self) -> str:
+        return f"/swarmkeeper/{self.cluster}"
+
+    @property
+    def worker_token_parameter(self) -> str:
+        return f"{self.parameter_prefix}/join-token/worker"
+
+    @property
+    def manager_token_parameter(self) -> str:
+        return f"{self.parameter_prefix}/join-token/manager"
+
+    @property
+    def manager_addresses_parameter(self) -> str:
+        return f"{self.parameter_prefix}/manager-addresses"
+
+    @property
+    def cluster_id_parameter(self) -> str:
+        return f"{self.parameter_prefix}/cluster-id"
+
+    @property
+    def document_prefix(self) -> str:
+        return f"{self.prefix}-"
+
+    @property
+    def documents(self) -> dict[str, str]:
+        return {action: document_name(self.cluster, action) for action in ACTIONS}
+
+    def function(self, name: str) -> str:
+        return f"{self.prefix}-{name.replace('_', '-')}"
+
+    def alarm(self, what: str) -> str:
+        return f"{self.prefix}-{what}"
+
+    @property
+    def alarms(self) -> tuple[str, ...]:
+        return tuple(self.alarm(what) for what in ALARMS)
+
+    def rule(self, what: str) -> str:
+        return f"{self.prefix}-{what}"

@@ -1,0 +1,96 @@
+"""The documents' contract without a lab: files, shell hygiene, rendering as the SSM agent does."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from infra.documents import (
+    ACTIONS,
+    PARAMETERS,
+    RESULT_FORMATS,
+    document_content,
+    parse_result,
+    render_commands,
+    run_command_lines,
+    script_path,
+)
+
+VENV_SHELLCHECK = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "shellcheck"
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_every_action_has_a_posix_script_with_a_documented_last_line(action):
+    text = script_path(action).read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert "\nset -eu\n" in text
+    assert not re.search(r"^\s*set -[a-z]*x", text, re.M), "never trace: tokens would be printed"
+    assert "{{" not in text and "}}" not in text, "a double brace is SSM parameter syntax"
+    assert action in RESULT_FORMATS
+    assert "Last stdout line" in text
+
+
+def test_scripts_are_shellcheck_clean():
+    shellcheck = str(VENV_SHELLCHECK) if VENV_SHELLCHECK.exists() else shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck not installed")
+    scripts = [str(script_path(a)) for a in ACTIONS]
+    proc = subprocess.run([shellcheck, "-s", "sh", *scripts], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_document_exports_each_parameter_then_runs_the_script(action):
+    doc = document_content(action)
+    lines = doc["mainSteps"][0]["inputs"]["runCommand"]
+    params = PARAMETERS[action]
+    assert set(doc["parameters"]) == {p.name for p in params}
+    assert lines[: len(params)] == [f"export {p.env_name}='{{{{ {p.name} }}}}'" for p in params]
+    assert lines == run_command_lines(action)
+    for spec in doc["parameters"].values():
+        assert spec["allowedPattern"].startswith("^") and spec["allowedPattern"].endswith("$")
+
+
+def test_render_substitutes_values_and_defaults_like_the_agent():
+    script = render_commands("drain-node", {"NodeId": "a" * 25})
+    assert script.startswith(f"export SK_NODE_ID='{'a' * 25}'\nexport SK_TIMEOUT_SECONDS='60'\n")
+    assert "{{" not in script
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"NodeId": "a" * 24 + "'", "Role": "worker"},
+        {"NodeId": "a" * 25, "Role": "worker; reboot"},
+        {"NodeId": "a" * 25, "Role": "worker", "TimeoutSeconds": "$(id)"},
+        {"Role": "worker"},
+        {"NodeId": "a" * 25, "Role": "worker", "Extra": "x"},
+    ],
+)
+def test_render_refuses_what_the_document_would_refuse(values):
+    with pytest.raises(ValueError):
+        render_commands("verify-node", values)
+
+
+def test_bootstrap_docker_version_is_optional():
+    base = {
+        "Role": "worker",
+        "Mode": "join",
+        "AdvertiseAddress": "10.0.0.5",
+        "ParameterPrefix": "/swarmkeeper/prod",
+        "KmsKeyId": "alias/swarmkeeper-prod",
+        "Region": "eu-west-1",
+    }
+    assert "export SK_DOCKER_VERSION=''" in render_commands("bootstrap-node", base)
+    pinned = render_commands("bootstrap-node", {**base, "DockerVersion": "25.0.8"})
+    assert "export SK_DOCKER_VERSION='25.0.8'" in pinned
+
+
+def test_parse_result_reads_the_last_line():
+    out = "abc worker ready active - 10.0.0.5 ip-10-0-0-5\nnodes=1\n\n"
+    assert parse_result(out) == {"nodes": "1"}
+    assert parse_result("") == {}

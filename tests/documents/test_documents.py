@@ -1,0 +1,439 @@
+"""The SSM documents' shell, run as the SSM agent would run it, on a real three-node lab swarm.
+
+One swarm is shared by the whole module and the tests build on each other, in file order:
+init on A -> joins (B worker, C manager) -> verify -> describe -> drain -> leave -> rotate ->
+remove a killed node -> remove a live manager. The embedded AWS is a moto server on the bridge.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import pytest
+
+from infra.documents import parse_result, render_commands
+from lab.nodes import LabNetwork, LabNode, leftovers, load_image
+
+pytestmark = pytest.mark.lab
+
+PREFIX = "skd"  # own names, so a lab running elsewhere on this machine is never touched
+SUBNET = "10.99.7.0/24"
+REGION = "eu-west-1"
+PARAMS = "/swarmkeeper/doctest"
+KMS_ALIAS = "alias/swarmkeeper-doctest"
+VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
+IMAGE = "swarmkeeper/busybox:lab"
+
+
+@dataclass
+class Run:
+    action: str
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def result(self) -> dict[str, str]:
+        return parse_result(self.stdout)
+
+
+@dataclass
+class Lab:
+    net: LabNetwork
+    a: LabNode
+    b: LabNode
+    c: LabNode
+    ssm: object
+    endpoint: str
+    ids: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    runs: int = 0
+
+    def run(self, node: LabNode, action: str, timeout: float = 180, **values: str) -> Run:
+        """Render the document as the SSM agent does and run it with the agent's environment."""
+        script = render_commands(action, values)
+        self.runs += 1
+        path = node.root_dir / f"_script-{self.runs}-{action}.sh"
+        path.write_text(script)
+        env = {
+            "PATH": f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        start = time.monotonic()
+        proc = node.run(["sh", str(path)], env=env, timeout=timeout)
+        run = Run(action, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+        # Never a join token in what the agent would report.
+        assert "SWMTKN-" not in run.stdout, f"{action} printed a token"
+        assert "SWMTKN-" not in run.stderr, f"{action} printed a token on stderr"
+        return run
+
+    def bootstrap(self, node: LabNode, mode: str, role: str) -> Run:
+        return self.run(
+            node,
+            "bootstrap-node",
+            Role=role,
+            Mode=mode,
+            AdvertiseAddress=node.ip,
+            ParameterPrefix=PARAMS,
+            KmsKeyId=KMS_ALIAS,
+            Region=REGION,
+        )
+
+    def param(self, name: str) -> dict:
+        return self.ssm.get_parameter(Name=f"{PARAMS}/{name}", WithDecryption=True)["Parameter"]
+
+    def docker(self, node: LabNode, *args: str) -> str:
+        proc = node.docker(*args)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    from moto.server import ThreadedMotoServer
+
+    net = LabNetwork(subnet=SUBNET, bridge=f"{PREFIX}br0", prefix=PREFIX)
+    server = None
+    try:
+        net.up()
+        port = _free_port(net.gateway_ip)
+        server = ThreadedMotoServer(ip_address=net.gateway_ip, port=port, verbose=False)
+        server.start()
+        endpoint = f"http://{net.gateway_ip}:{port}"
+        creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": REGION}
+        kms = boto3.client("kms", endpoint_url=endpoint, **creds)
+        key_id = kms.create_key(Description="swarmkeeper doctest")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName=KMS_ALIAS, TargetKeyId=key_id)
+        ssm = boto3.client("ssm", endpoint_url=endpoint, **creds)
+
+        nodes = [net.add_node(f"ip-10-99-7-{n}.ec2.internal", f"10.99.7.{n}") for n in (11, 12, 13)]
+        start = time.monotonic()
+        for node in nodes:
+            node.start_dockerd(wait=False)
+        for node in nodes:
+            node.wait_ready()
+        started = time.monotonic() - start
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(load_image, nodes))
+        lab = Lab(net, *nodes, ssm=ssm, endpoint=endpoint)
+        lab.timings["start 3 dockerd"] = started
+        yield lab
+        print("\ntimings:", {k: round(v, 2) for k, v in lab.timings.items()})
+    finally:
+        if server is not None:
+            server.stop()
+        net.down()
+        left = leftovers(PREFIX)
+        assert left == [], f"the lab left things behind: {left}"
+
+
+# --- bootstrap-node --------------------------------------------------------------------------------
+
+
+def test_init_creates_the_swarm_and_publishes_tokens_and_addresses(lab: Lab):
+    # When A bootstraps in init mode
+    run = lab.bootstrap(lab.a, "init", "manager")
+    lab.timings["bootstrap init"] = run.seconds
+
+    # Then A manages a new swarm and says so on the last line
+    assert run.returncode == 0, run.stderr
+    result = run.result
+    assert result["role"] == "manager"
+    assert result["node-id"] == lab.docker(lab.a, "info", "-f", "{{.Swarm.NodeID}}")
+    assert result["cluster-id"] == lab.docker(lab.a, "info", "-f", "{{.Swarm.Cluster.ID}}")
+    lab.ids["a"], lab.ids["cluster"] = result["node-id"], result["cluster-id"]
+    # and both join tokens are SecureStrings under the cluster's KMS key, equal to the swarm's
+    for role in ("worker", "manager"):
+        param = lab.param(f"join-token/{role}")
+        assert param["Type"] == "SecureString"
+        assert param["Value"] == lab.docker(lab.a, "swarm", "join-token", "-q", role)
+        meta = lab.ssm.describe_parameters(
+            ParameterFilters=[{"Key": "Name", "Values": [f"{PARAMS}/join-token/{role}"]}]
+        )["Parameters"][0]
+        assert meta.get("KeyId") == KMS_ALIAS
+    # and the cluster id and manager addresses are Strings
+    assert lab.param("cluster-id")["Value"] == result["cluster-id"]
+    assert lab.param("cluster-id")["Type"] == "String"
+    assert lab.param("manager-addresses")["Value"] == f"{lab.a.ip}:2377"
+
+
+def test_init_again_changes_nothing(lab: Lab):
+    # Given the tokens as published
+    worker_token = lab.param("join-token/worker")["Value"]
+
+    # When the init document runs a second time on the same node
+    run = lab.bootstrap(lab.a, "init", "manager")
+
+    # Then it is the same swarm (no second init) with the same tokens
+    assert run.returncode == 0, run.stderr
+    assert run.result == {"node-id": lab.ids["a"], "role": "manager", "cluster-id": lab.ids["cluster"]}
+    assert lab.param("join-token/worker")["Value"] == worker_token
+
+
+def test_worker_and_manager_join(lab: Lab):
+    # When B joins as a worker and C as a manager
+    run_b = lab.bootstrap(lab.b, "join", "worker")
+    run_c = lab.bootstrap(lab.c, "join", "manager")
+    lab.timings["bootstrap join worker"] = run_b.seconds
+    lab.timings["bootstrap join manager"] = run_c.seconds
+
+    # Then both are members of A's swarm with the asked roles
+    assert run_b.returncode == 0, run_b.stderr
+    assert run_c.returncode == 0, run_c.stderr
+    assert run_b.result["role"] == "worker"
+    assert run_c.result["role"] == "manager"
+    assert run_b.result["cluster-id"] == lab.ids["cluster"]  # a worker reads it from its certificate
+    assert run_c.result["cluster-id"] == lab.ids["cluster"]
+    lab.ids["b"], lab.ids["c"] = run_b.result["node-id"], run_c.result["node-id"]
+    listed = lab.docker(lab.a, "node", "ls", "-q").split()
+    assert sorted(listed) == sorted(lab.ids[n] for n in "abc")
+    # and the manager that joined refreshed the manager addresses
+    addrs = lab.param("manager-addresses")["Value"].split(",")
+    assert sorted(addrs) == sorted([f"{lab.a.ip}:2377", f"{lab.c.ip}:2377"])
+
+
+def test_join_again_changes_nothing(lab: Lab):
+    run = lab.bootstrap(lab.b, "join", "worker")
+    assert run.returncode == 0, run.stderr
+    assert run.result["node-id"] == lab.ids["b"]
+    assert len(lab.docker(lab.a, "node", "ls", "-q").split()) == 3
+
+
+def test_join_as_manager_on_a_worker_fails_with_a_reason(lab: Lab):
+    run = lab.bootstrap(lab.b, "join", "manager")
+    assert run.returncode != 0
+    assert "worker" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+# --- verify-node -----------------------------------------------------------------------------------
+
+
+def test_verify_node_sees_ready_nodes_with_their_roles(lab: Lab):
+    for key, role in (("b", "worker"), ("c", "manager")):
+        run = lab.run(lab.a, "verify-node", NodeId=lab.ids[key], Role=role, TimeoutSeconds="30")
+        assert run.returncode == 0, run.stderr
+        assert run.result == {"node-id": lab.ids[key], "state": "ready", "role": role}
+
+
+def test_verify_node_times_out_on_the_wrong_role(lab: Lab):
+    run = lab.run(lab.a, "verify-node", NodeId=lab.ids["b"], Role="manager", TimeoutSeconds="2")
+    assert run.returncode == 1
+    assert "state=ready role=worker" in run.stderr
+
+
+# --- describe-swarm --------------------------------------------------------------------------------
+
+
+def test_describe_swarm_lists_every_node_compactly(lab: Lab):
+    # Given stale manager addresses in Parameter Store
+    lab.ssm.put_parameter(
+        Name=f"{PARAMS}/manager-addresses", Value="10.99.7.99:2377", Type="String", Overwrite=True
+    )
+
+    run = lab.run(lab.c, "describe-swarm", ParameterPrefix=PARAMS, Region=REGION)
+
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines[-1] == "nodes=3"
+    rows = {line.split()[0]: line.split() for line in lines[:-1]}
+    assert set(rows) == {lab.ids[n] for n in "abc"}
+    a, b, c = (rows[lab.ids[n]] for n in "abc")
+    assert a[1:] == ["manager", "ready", "active", "leader", lab.a.ip, lab.a.hostname]
+    assert b[1:] == ["worker", "ready", "active", "-", lab.b.ip, lab.b.hostname]
+    assert c[1:] == ["manager", "ready", "active", "reachable", lab.c.ip, lab.c.hostname]
+    assert sorted(lab.param("manager-addresses")["Value"].split(",")) == [
+        f"{lab.a.ip}:2377",
+        f"{lab.c.ip}:2377",
+    ]
+
+
+# --- drain-node ------------------------------------------------------------------------------------
+
+
+def _running_task_hosts(lab: Lab) -> list[str]:
+    out = lab.docker(
+        lab.a, "service", "ps", "web", "--filter", "desired-state=running", "--format", "{{.Node}}"
+    )
+    return out.split()
+
+
+def _tasks_running(lab: Lab) -> list[str]:
+    out = lab.docker(
+        lab.a,
+        "service",
+        "ps",
+        "web",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}} {{.CurrentState}}",
+    )
+    return [line.split()[0] for line in out.splitlines() if line.split()[1] == "Running"]
+
+
+def test_drain_moves_service_tasks_off_the_node(lab: Lab):
+    # Given a two-replica service with a task running on some node
+    lab.docker(
+        lab.a, "service", "create", "--detach", "--name", "web", "--replicas", "2",
+        "--endpoint-mode", "dnsrr", "--no-resolve-image", "--stop-grace-period", "1s",
+        IMAGE, "sleep", "3600",
+    )  # fmt: skip
+    _wait(lambda: len(_tasks_running(lab)) == 2, 60, "2 running web tasks")
+    by_host = {n.hostname: (key, n) for key, n in (("a", lab.a), ("b", lab.b), ("c", lab.c))}
+    key, target = by_host[_tasks_running(lab)[0]]
+
+    # When the node is drained
+    run = lab.run(lab.a, "drain-node", NodeId=lab.ids[key], TimeoutSeconds="60")
+    lab.timings["drain-node"] = run.seconds
+
+    # Then no task stays on it and the service runs its two tasks elsewhere
+    assert run.returncode == 0, run.stderr
+    assert run.result == {"node-id": lab.ids[key], "tasks-remaining": "0"}
+    _wait(lambda: len(_tasks_running(lab)) == 2, 60, "2 web tasks running again")
+    assert target.hostname not in _running_task_hosts(lab)
+    assert lab.docker(lab.a, "node", "inspect", "-f", "{{.Spec.Availability}}", lab.ids[key]) == "drain"
+    lab.docker(lab.a, "node", "update", "--availability", "active", lab.ids[key])
+
+
+def test_drain_of_an_unknown_node_has_nothing_to_do(lab: Lab):
+    run = lab.run(lab.a, "drain-node", NodeId="z" * 25, TimeoutSeconds="5")
+    assert run.returncode == 0, run.stderr
+    assert run.result == {"node-id": "z" * 25, "tasks-remaining": "0", "missing": "true"}
+
+
+# --- leave-swarm, rotate-tokens --------------------------------------------------------------------
+
+
+def test_leave_swarm_then_again(lab: Lab):
+    # When worker B leaves, twice
+    first = lab.run(lab.b, "leave-swarm")
+    second = lab.run(lab.b, "leave-swarm")
+
+    # Then it is out of the swarm and the second run is a no-op success
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert first.result == second.result == {"left": "true"}
+    assert lab.docker(lab.b, "info", "-f", "{{.Swarm.LocalNodeState}}") == "inactive"
+    # and the managers can remove its old entry (twice: already gone counts as removed)
+    for _ in range(2):
+        run = lab.run(lab.a, "remove-node", NodeId=lab.ids["b"], ParameterPrefix=PARAMS, Region=REGION)
+        assert run.returncode == 0, run.stderr
+        assert run.result == {"node-id": lab.ids["b"], "removed": "true"}
+
+
+def test_rotate_tokens_and_the_old_worker_token_is_refused(lab: Lab):
+    # Given the published tokens
+    old = {role: lab.param(f"join-token/{role}")["Value"] for role in ("worker", "manager")}
+
+    # When the tokens are rotated
+    run = lab.run(lab.c, "rotate-tokens", ParameterPrefix=PARAMS, KmsKeyId=KMS_ALIAS, Region=REGION)
+
+    # Then both changed, match the swarm, and stay SecureStrings
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "rotated=worker,manager"
+    new = {role: lab.param(f"join-token/{role}") for role in ("worker", "manager")}
+    for role in ("worker", "manager"):
+        assert new[role]["Type"] == "SecureString"
+        assert new[role]["Value"] != old[role]
+        assert new[role]["Value"] == lab.docker(lab.a, "swarm", "join-token", "-q", role)
+
+    # When B tries to join with the old worker token
+    lab.ssm.put_parameter(
+        Name=f"{PARAMS}/join-token/worker",
+        Value=old["worker"],
+        Type="SecureString",
+        KeyId=KMS_ALIAS,
+        Overwrite=True,
+    )
+    refused = lab.bootstrap(lab.b, "join", "worker")
+    # Then the swarm refuses it, with a one-line reason
+    assert refused.returncode != 0
+    assert "refused" in refused.stderr and "join token" in refused.stderr
+    assert lab.docker(lab.b, "info", "-f", "{{.Swarm.LocalNodeState}}") == "inactive"
+
+    # And with the new token it gets in
+    lab.ssm.put_parameter(
+        Name=f"{PARAMS}/join-token/worker",
+        Value=new["worker"]["Value"],
+        Type="SecureString",
+        KeyId=KMS_ALIAS,
+        Overwrite=True,
+    )
+    joined = lab.bootstrap(lab.b, "join", "worker")
+    assert joined.returncode == 0, joined.stderr
+    lab.ids["b"] = joined.result["node-id"]
+
+
+# --- remove-node -----------------------------------------------------------------------------------
+
+
+def test_remove_a_killed_node(lab: Lab):
+    # Given B runs a task, then its dockerd dies
+    lab.docker(lab.a, "service", "scale", "--detach", "web=3")
+    _wait(lambda: len(_tasks_running(lab)) == 3, 60, "3 running web tasks")
+    lab.b.kill_dockerd()
+
+    # When the managers remove it
+    run = lab.run(lab.a, "remove-node", NodeId=lab.ids["b"], ParameterPrefix=PARAMS, Region=REGION)
+
+    # Then it is gone and its task is rescheduled
+    assert run.returncode == 0, run.stderr
+    assert run.result == {"node-id": lab.ids["b"], "removed": "true"}
+    assert lab.ids["b"] not in lab.docker(lab.a, "node", "ls", "-q").split()
+    _wait(lambda: len(_tasks_running(lab)) == 3, 60, "3 web tasks running on A and C")
+
+
+def test_remove_a_manager_demotes_it_first(lab: Lab):
+    # When manager C is removed from A
+    run = lab.run(lab.a, "remove-node", NodeId=lab.ids["c"], ParameterPrefix=PARAMS, Region=REGION)
+
+    # Then it is gone, A is the only manager and the published addresses say so
+    assert run.returncode == 0, run.stderr
+    assert run.result == {"node-id": lab.ids["c"], "removed": "true"}
+    assert lab.docker(lab.a, "node", "ls", "-q").split() == [lab.ids["a"]]
+    assert lab.param("manager-addresses")["Value"] == f"{lab.a.ip}:2377"
+    # and C can still leave whatever it thinks it is in
+    left = lab.run(lab.c, "leave-swarm")
+    assert left.returncode == 0, left.stderr
+    assert lab.docker(lab.c, "info", "-f", "{{.Swarm.LocalNodeState}}") == "inactive"
+
+
+def test_join_falls_through_to_a_manager_that_answers(lab: Lab):
+    # Given published manager addresses whose first entry is dead (an address nobody has)
+    dead_first = f"10.99.7.99:2377,{lab.a.ip}:2377"
+    lab.ssm.put_parameter(Name=f"{PARAMS}/manager-addresses", Value=dead_first, Type="String", Overwrite=True)
+
+    # When C (out of the swarm now) joins as a worker
+    run = lab.bootstrap(lab.c, "join", "worker")
+    lab.timings["join past a dead manager"] = run.seconds
+
+    # Then it got in through A, and said why the first address failed
+    assert run.returncode == 0, run.stderr
+    assert run.result["role"] == "worker"
+    assert run.result["cluster-id"] == lab.ids["cluster"]
+    assert "10.99.7.99:2377" in run.stderr
+    assert len(lab.docker(lab.a, "node", "ls", "-q").split()) == 2

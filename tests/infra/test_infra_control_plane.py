@@ -1,0 +1,298 @@
+"""Control plane as synthesized: functions, their environment, rule targets, and IAM scoping."""
+
+from __future__ import annotations
+
+import pytest
+from infra_iam import allowed, arn, role_id_for, statements_of_role
+
+from infra.documents import ACTIONS
+
+FUNCTIONS = (
+    "lifecycle_action",
+    "instance_state",
+    "interruption",
+    "command_status",
+    "alarm",
+    "reconcile",
+    "rotate_tokens",
+    "steps",
+)
+CONTRACT_ENV = {
+    "CLUSTER_NAME": "demo",
+    "MANAGER_GROUP_NAME": "swarmkeeper-demo-managers",
+    "WORKER_GROUP_NAME": "swarmkeeper-demo-workers",
+    "LAUNCH_HOOK_NAME": "swarmkeeper-launch",
+    "TERMINATE_HOOK_NAME": "swarmkeeper-terminate",
+    "STATE_TABLE_NAME": "swarmkeeper-demo-state",
+    "EVENT_BUS_NAME": "swarmkeeper-demo",
+    "PARAMETER_PREFIX": "/swarmkeeper/demo",
+    "KMS_KEY_ID": "alias/swarmkeeper-demo",
+    "DOCUMENT_PREFIX": "swarmkeeper-demo-",
+    "DOCKER_VERSION": "25.0",
+    "AGENT_WAIT_SECONDS": "300",
+    "DRAIN_TIMEOUT_SECONDS": "300",
+    "POWERTOOLS_SERVICE_NAME": "swarmkeeper",
+    "POWERTOOLS_METRICS_NAMESPACE": "Swarmkeeper",
+    "LOG_LEVEL": "INFO",
+}
+RULE_TARGETS = {
+    "swarmkeeper-demo-instance-state": "instance-state",
+    "swarmkeeper-demo-lifecycle-action": "lifecycle-action",
+    "swarmkeeper-demo-interruption": "interruption",
+    "swarmkeeper-demo-command-status": "command-status",
+    "swarmkeeper-demo-alarm": "alarm",
+    "swarmkeeper-demo-reconcile": "reconcile",
+    "swarmkeeper-demo-rotate-tokens": "rotate-tokens",
+}
+
+
+def _functions(synth):
+    return {
+        r["Properties"]["FunctionName"]: (k, r["Properties"])
+        for k, r in synth.of_type("AWS::Lambda::Function").items()
+    }
+
+
+def _logical_id(synth, cfn_type, name_key, name):
+    (found,) = [k for k, r in synth.of_type(cfn_type).items() if r["Properties"].get(name_key) == name]
+    return found
+
+
+def test_one_function_per_directory_with_runtime_arch_tracing_and_handler(demo):
+    functions = _functions(demo)
+    assert set(functions) == {f"swarmkeeper-demo-{n.replace('_', '-')}" for n in FUNCTIONS}
+    for _, props in functions.values():
+        assert props["Runtime"] == "python3.13"
+        assert props["Architectures"] == ["arm64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["Handler"] == "handler.lambda_handler"
+        assert 128 <= props["MemorySize"] <= 1024 and props["Timeout"] <= 300
+
+
+def test_function_environment_is_exactly_the_readme_contract(demo):
+    queue_id = _logical_id(demo, "AWS::SQS::Queue", "QueueName", "swarmkeeper-demo-steps")
+    (bucket_id,) = demo.of_type("AWS::S3::Bucket")
+    for _, props in _functions(demo).values():
+        env = props["Environment"]["Variables"]
+        assert env == {
+            **CONTRACT_ENV,
+            # the two values the lab must resolve: a queue URL and a generated bucket name
+            "STEP_QUEUE_URL": {"Ref": queue_id},
+            "COMMAND_OUTPUT_BUCKET": {"Ref": bucket_id},
+        }
+
+
+def test_functions_log_to_explicit_groups_with_retention(demo):
+    groups = {r["Properties"]["LogGroupName"]: k for k, r in demo.of_type("AWS::Logs::LogGroup").items()}
+    for name, (_, props) in _functions(demo).items():
+        group_id = groups[f"/aws/lambda/{name}"]
+        assert props["LoggingConfig"] == {"LogGroup": {"Ref": group_id}}
+        assert demo.resources[group_id]["Properties"]["RetentionInDays"] == 30
+
+
+def test_layers_are_the_shared_asset_and_the_published_powertools_layer(demo):
+    layer_params = {
+        k: p for k, p in demo.raw["Parameters"].items() if p["Default"].startswith("/aws/service/powertools/")
+    }
+    ((param_id, param),) = layer_params.items()
+    assert param == {
+        "Type": "AWS::SSM::Parameter::Value<String>",
+        "Default": "/aws/service/powertools/python/arm64/python3.13/3.37.0",
+    }
+    (layer_id,) = demo.of_type("AWS::Lambda::LayerVersion")
+    for _, props in _functions(demo).values():
+        assert sorted(props["Layers"], key=str) == sorted([{"Ref": param_id}, {"Ref": layer_id}], key=str)
+
+
+def test_async_invocations_retry_twice_then_land_in_the_dlq(demo):
+    dlq_id = _logical_id(demo, "AWS::SQS::Queue", "QueueName", "swarmkeeper-demo-dlq")
+    configs = {
+        r["Properties"]["FunctionName"]["Ref"]: r["Properties"]
+        for r in demo.of_type("AWS::Lambda::EventInvokeConfig").values()
+    }
+    for function_id, props in _functions(demo).values():
+        assert props["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
+        assert configs[function_id]["MaximumRetryAttempts"] == 2
+
+
+@pytest.mark.parametrize(("rule_name", "function"), RULE_TARGETS.items())
+def test_every_rule_targets_its_function_with_retries_and_the_dlq(demo, rule_name, function):
+    dlq_id = _logical_id(demo, "AWS::SQS::Queue", "QueueName", "swarmkeeper-demo-dlq")
+    function_id = _logical_id(demo, "AWS::Lambda::Function", "FunctionName", f"swarmkeeper-demo-{function}")
+    rule = demo.rule(rule_name)["Properties"]
+    assert "EventBusName" not in rule  # the default bus
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 3600}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
+
+
+def test_schedules_follow_the_settings(demo):
+    assert demo.rule("swarmkeeper-demo-reconcile")["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    assert demo.rule("swarmkeeper-demo-rotate-tokens")["Properties"]["ScheduleExpression"] == "rate(30 days)"
+
+
+def test_dlq_accepts_messages_from_the_rules_only(demo):
+    dlq_id = _logical_id(demo, "AWS::SQS::Queue", "QueueName", "swarmkeeper-demo-dlq")
+    (policy,) = [
+        p
+        for p in demo.of_type("AWS::SQS::QueuePolicy").values()
+        if p["Properties"]["Queues"] == [{"Ref": dlq_id}]
+    ]
+    senders = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert senders and all(s["Principal"] == {"Service": "events.amazonaws.com"} for s in senders)
+    assert all("aws:SourceArn" in s["Condition"]["ArnEquals"] for s in senders)
+
+
+def test_step_queue_feeds_steps_with_partial_batch_failures(demo):
+    queue_id = _logical_id(demo, "AWS::SQS::Queue", "QueueName", "swarmkeeper-demo-steps")
+    steps_id = _logical_id(demo, "AWS::Lambda::Function", "FunctionName", "swarmkeeper-demo-steps")
+    demo.template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [queue_id, "Arn"]},
+            "FunctionName": {"Ref": steps_id},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        },
+    )
+
+
+def test_variant_functions_are_x86_with_the_matching_powertools_layer(variant):
+    for _, props in _functions(variant).values():
+        assert props["Architectures"] == ["x86_64"]
+    defaults = {p["Default"] for p in variant.raw["Parameters"].values()}
+    assert "/aws/service/powertools/python/x86_64/python3.13/3.37.0" in defaults
+    # rebalanceDrainWorkers=false: only Spot interruption warnings reach `interruption`
+    assert variant.rule("swarmkeeper-blue-interruption")["Properties"]["EventPattern"]["detail-type"] == [
+        "EC2 Spot Instance Interruption Warning"
+    ]
+
+
+# ---- IAM ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def control(demo):
+    return statements_of_role(demo.resources, role_id_for(demo.resources, "ControlPlaneRole"))
+
+
+@pytest.fixture(scope="module")
+def manager(demo):
+    return statements_of_role(demo.resources, role_id_for(demo.resources, "ComputeManagerRole"))
+
+
+@pytest.fixture(scope="module")
+def worker(demo):
+    return statements_of_role(demo.resources, role_id_for(demo.resources, "ComputeWorkerRole"))
+
+
+def _param(name):
+    return arn("ssm", f"parameter{name}")
+
+
+def test_all_functions_share_the_control_plane_role(demo):
+    role_id = role_id_for(demo.resources, "ControlPlaneRole")
+    for _, props in _functions(demo).values():
+        assert props["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}
+
+
+def test_control_plane_can_never_read_join_tokens(control):
+    # Given the control-plane role / When it asks for either token (any read action)
+    for token in ("/swarmkeeper/demo/join-token/worker", "/swarmkeeper/demo/join-token/manager"):
+        for action in ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"):
+            # Then nothing allows it (and an explicit Deny covers it)
+            assert allowed(control, action, _param(token)) == []
+    # and it has no KMS permission at all
+    assert not any(a.lower().startswith("kms:") for s in control for a in s.actions)
+    # but it can read the public cluster parameters
+    assert allowed(control, "ssm:GetParameter", _param("/swarmkeeper/demo/cluster-id"))
+    assert allowed(control, "ssm:GetParameter", _param("/swarmkeeper/demo/manager-addresses"))
+    # and never write parameters
+    assert allowed(control, "ssm:PutParameter", _param("/swarmkeeper/demo/cluster-id")) == []
+
+
+def test_send_command_is_scoped_to_own_documents_and_cluster_tagged_instances(control):
+    send = [s for s in control if s.effect == "Allow" and any(a == "ssm:SendCommand" for a in s.actions)]
+    documents = {r for s in send for r in s.resources if ":document/" in r}
+    assert documents == {arn("ssm", f"document/swarmkeeper-demo-{a}") for a in ACTIONS}
+    (instances,) = [s for s in send if any(":instance/" in r for r in s.resources)]
+    assert instances.resources == (arn("ec2", "instance/*"),)
+    assert instances.conditions == {"StringEquals": {"ssm:resourceTag/swarmkeeper:cluster": "demo"}}
+    # Then other documents (AWS-RunShellScript, another cluster's) are not allowed
+    assert allowed(control, "ssm:SendCommand", arn("ssm", "document/AWS-RunShellScript")) == []
+    assert allowed(control, "ssm:SendCommand", arn("ssm", "document/swarmkeeper-other-bootstrap-node")) == []
+    # and no statement grants SendCommand on "*"
+    assert all("*" not in s.resources for s in send)
+
+
+def test_lifecycle_actions_only_on_the_two_groups(control):
+    group = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:{}:autoScalingGroupName/{}"
+    for action in (
+        "autoscaling:CompleteLifecycleAction",
+        "autoscaling:RecordLifecycleActionHeartbeat",
+        "autoscaling:SetInstanceHealth",
+    ):
+        grants = [s for s in control if s.effect == "Allow" and action in s.actions]
+        (statement,) = grants
+        assert set(statement.resources) == {
+            group.format("*", "swarmkeeper-demo-managers"),
+            group.format("*", "swarmkeeper-demo-workers"),
+        }
+        assert allowed(control, action, group.format("0b1c", "swarmkeeper-demo-workers"))
+        assert allowed(control, action, group.format("0b1c", "someone-elses-group")) == []
+
+
+def test_create_tags_only_on_cluster_instances_and_only_the_node_id_key(control):
+    (tags,) = [s for s in control if "ec2:CreateTags" in s.actions]
+    assert tags.conditions == {
+        "StringEquals": {"aws:ResourceTag/swarmkeeper:cluster": "demo"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["swarmkeeper:node-id"]},
+    }
+
+
+def test_control_plane_data_access_is_limited_to_its_own_resources(demo, control):
+    table_id = _logical_id(demo, "AWS::DynamoDB::Table", "TableName", "swarmkeeper-demo-state")
+    steps_id = _logical_id(demo, "AWS::SQS::Queue", "QueueName", "swarmkeeper-demo-steps")
+    (bus_id,) = demo.of_type("AWS::Events::EventBus")
+    (bucket_id,) = demo.of_type("AWS::S3::Bucket")
+    assert allowed(control, "dynamodb:PutItem", f"arn:aws:test:::{table_id}")
+    assert allowed(control, "sqs:SendMessage", f"arn:aws:test:::{steps_id}")
+    assert allowed(control, "events:PutEvents", f"arn:aws:test:::{bus_id}")
+    assert allowed(control, "s3:GetObject", f"arn:aws:test:::{bucket_id}/cmd-1/i-1/stdout")
+    assert allowed(control, "s3:PutObject", f"arn:aws:test:::{bucket_id}/x") == []
+    assert allowed(control, "events:PutEvents", arn("events", "event-bus/default")) == []
+
+
+def test_worker_role_reads_only_the_worker_token_and_manager_addresses(demo, worker):
+    # Given the worker instance role
+    assert allowed(worker, "ssm:GetParameter", _param("/swarmkeeper/demo/join-token/worker"))
+    assert allowed(worker, "ssm:GetParameter", _param("/swarmkeeper/demo/manager-addresses"))
+    # Then the manager token and everything else under the prefix stay out of reach
+    assert allowed(worker, "ssm:GetParameter", _param("/swarmkeeper/demo/join-token/manager")) == []
+    assert allowed(worker, "ssm:GetParameter", _param("/swarmkeeper/demo/cluster-id")) == []
+    assert allowed(worker, "ssm:PutParameter", _param("/swarmkeeper/demo/join-token/worker")) == []
+    # and it may decrypt with the cluster key only for the worker token's encryption context
+    (decrypt,) = [s for s in worker if any(a.startswith("kms:") for a in s.actions)]
+    assert decrypt.actions == ("kms:Decrypt",)
+    assert decrypt.conditions["StringEquals"]["kms:EncryptionContext:PARAMETER_ARN"]["Fn::Join"][1][
+        -1
+    ].endswith(":parameter/swarmkeeper/demo/join-token/worker")
+    # and it cannot write command output
+    (bucket_id,) = demo.of_type("AWS::S3::Bucket")
+    assert allowed(worker, "s3:PutObject", f"arn:aws:test:::{bucket_id}/x") == []
+
+
+def test_manager_role_manages_the_cluster_parameters_and_writes_command_output(demo, manager):
+    for name in ("join-token/worker", "join-token/manager", "manager-addresses", "cluster-id"):
+        assert allowed(manager, "ssm:PutParameter", _param(f"/swarmkeeper/demo/{name}"))
+        assert allowed(manager, "ssm:GetParameter", _param(f"/swarmkeeper/demo/{name}"))
+    assert allowed(manager, "ssm:GetParameter", _param("/swarmkeeper/other/join-token/manager")) == []
+    (kms,) = [s for s in manager if any(a.startswith("kms:") for a in s.actions)]
+    assert set(kms.actions) == {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"}
+    (bucket_id,) = demo.of_type("AWS::S3::Bucket")
+    assert allowed(manager, "s3:PutObject", f"arn:aws:test:::{bucket_id}/cmd/i-1/stdout")
+
+
+def test_instance_roles_carry_the_ssm_core_policy_only(demo):
+    for prefix in ("ComputeManagerRole", "ComputeWorkerRole"):
+        role = demo.resources[role_id_for(demo.resources, prefix)]["Properties"]
+        (managed,) = role["ManagedPolicyArns"]
+        assert "AmazonSSMManagedInstanceCore" in str(managed)
