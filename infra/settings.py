@@ -74,8 +74,14 @@ class ClusterSettings:
 
     @property
     def launch_heartbeat_seconds(self) -> int:
-        """Launch hook: wait for the SSM agent, install Docker, join (at least 15 minutes)."""
-        return min(7200, max(900, self.agent_wait_seconds + 600))
+        """Launch hook: the longest join the control plane allows before it abandons by itself.
+
+        A manager may wait for the SSM agent (agentWaitSeconds), then behind a crashed holder's
+        swarm-init lock (1080 s, see swarmkeeper.domain.join.JoinPolicy), then run bootstrap-node
+        (900 s execution timeout) and verify-node (~120 s): the hook must outlast all of that, so
+        the control plane, not the hook's default result, decides every join.
+        """
+        return min(7200, self.agent_wait_seconds + 1080 + 900 + 120)
 
     @property
     def terminate_heartbeat_seconds(self) -> int:

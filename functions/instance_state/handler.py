@@ -1,10 +1,45 @@
-"""Placeholder for the instance_state function (filled in by the join/exit flows)."""
+"""instance_state: EC2 Instance State-change Notifications.
 
-from aws_lambda_powertools import Logger
+`running`: the join fallback (joins an instance of this cluster that has no join in flight and has
+not joined; a no-op when the lifecycle event got there first). `shutting-down` / `terminated`: the
+exit flow is not implemented yet (issue 5): logged, nothing done. Other states: ignored.
+"""
 
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from swarmkeeper import inputs, runtime
+from swarmkeeper.domain.join import Decision
+from swarmkeeper.handling import parse_or_reject, report
+from swarmkeeper.settings import RuntimeSettings
+
+settings = RuntimeSettings.from_env()
 logger = Logger()
+metrics = Metrics()
+metrics.set_default_dimensions(Cluster=settings.cluster_name)
+tracer = Tracer()
 
 
-@logger.inject_lambda_context
-def lambda_handler(event, context):
-    logger.info("received event", extra={"detail_type": event.get("detail-type")})
+def process(event: dict) -> dict:
+    change = inputs.instance_state_change(EventBridgeEvent(event))
+    if change.state == "running":
+        decision = runtime.get(settings).join.request(change.join_request())
+    elif change.state in ("shutting-down", "terminated"):
+        decision = Decision("ignore", f"instance {change.state}: exit flow not implemented yet")
+    else:
+        decision = Decision("ignore", f"state {change.state} needs nothing")
+    return report(decision, logger, metrics)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_source(data_class=EventBridgeEvent)
+def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
+    change = parse_or_reject(inputs.instance_state_change, event, logger)
+    logger.append_keys(instance_id=change.instance_id, correlation_id=change.correlation_id)
+    rt = runtime.get(settings)
+    once = rt.once(process)
+    rt.register_context(context)
+    return once(event=event.raw_event)

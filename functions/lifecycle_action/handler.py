@@ -1,10 +1,52 @@
-"""Placeholder for the lifecycle_action function (filled in by the join/exit flows)."""
+"""lifecycle_action: EC2 Instance-launch / -terminate Lifecycle Actions of the cluster's two groups.
 
-from aws_lambda_powertools import Logger
+Launch: the join flow (the instance becomes a Ready swarm node, then CONTINUE). Terminate: the exit
+flow is not implemented yet (issue 5): logged, nothing done. Duplicate deliveries of one event are
+answered from the idempotency record. A malformed event is logged as such and re-raised, so Lambda's
+two async retries end in the dead-letter queue with the reason.
+"""
 
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from swarmkeeper import inputs, runtime
+from swarmkeeper.domain.join import Decision
+from swarmkeeper.handling import parse_or_reject, report
+from swarmkeeper.settings import RuntimeSettings
+
+settings = RuntimeSettings.from_env()
 logger = Logger()
+metrics = Metrics()
+metrics.set_default_dimensions(Cluster=settings.cluster_name)
+tracer = Tracer()
 
 
-@logger.inject_lambda_context
-def lambda_handler(event, context):
-    logger.info("received event", extra={"detail_type": event.get("detail-type")})
+def process(event: dict) -> dict:
+    action = inputs.lifecycle_action(EventBridgeEvent(event))
+    if action.launching:
+        decision = runtime.get(settings).join.request(action.join_request())
+    else:
+        decision = terminate_not_implemented(action)
+    return report(decision, logger, metrics)
+
+
+def terminate_not_implemented(action: inputs.LifecycleAction) -> Decision:
+    """Exit flow (drain, remove, quorum) comes with issue 5: for now only say so. The hook's
+    DefaultResult applies when its heartbeat timeout passes."""
+    return Decision(
+        "ignore", f"terminate lifecycle action for {action.instance_id}: exit flow not implemented yet"
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_source(data_class=EventBridgeEvent)
+def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
+    action = parse_or_reject(inputs.lifecycle_action, event, logger)
+    logger.append_keys(instance_id=action.instance_id, correlation_id=action.correlation_id)
+    rt = runtime.get(settings)
+    once = rt.once(process)
+    rt.register_context(context)
+    return once(event=event.raw_event)

@@ -1,10 +1,28 @@
-"""Placeholder for the rotate_tokens function (filled in by the join/exit flows)."""
+"""rotate_tokens: scheduled (every tokenRotationDays), or on demand by invoking it with any payload.
 
-from aws_lambda_powertools import Logger
+Sends rotate-tokens to a healthy joined manager; its script rotates both join tokens and writes them
+to Parameter Store. The command's Success (seen by command_status) publishes Join Tokens Rotated.
+"""
 
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from swarmkeeper import runtime
+from swarmkeeper.handling import report
+from swarmkeeper.settings import RuntimeSettings
+
+settings = RuntimeSettings.from_env()
 logger = Logger()
+metrics = Metrics()
+metrics.set_default_dimensions(Cluster=settings.cluster_name)
+tracer = Tracer()
 
 
-@logger.inject_lambda_context
-def lambda_handler(event, context):
-    logger.info("received event", extra={"detail_type": event.get("detail-type")})
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: object, context: LambdaContext) -> dict:
+    event_id = event.get("id") if isinstance(event, dict) else None
+    correlation_id = event_id if isinstance(event_id, str) and event_id else context.aws_request_id
+    logger.append_keys(correlation_id=correlation_id)
+    return report(runtime.get(settings).rotation.start(correlation_id), logger, metrics)

@@ -21,7 +21,7 @@ fail() {
 	exit 1
 }
 # Masks anything token-shaped in text that is about to be printed.
-mask() { sed 's/SWMTKN-[A-Za-z0-9-]*/SWMTKN-***/g' | tr '\n' ' ' | cut -c1-400; }
+mask() { sed 's/SWMTKN-[A-Za-z0-9-]*/[join token redacted]/g' | tr '\n' ' ' | cut -c1-400; }
 
 for v in SK_ROLE SK_MODE SK_ADVERTISE_ADDRESS SK_PARAMETER_PREFIX SK_KMS_KEY_ID SK_REGION; do
 	eval "val=\${$v:-}"

@@ -14,7 +14,7 @@ fail() {
 	echo "rotate-tokens: $*" >&2
 	exit 1
 }
-mask() { sed 's/SWMTKN-[A-Za-z0-9-]*/SWMTKN-***/g' | tr '\n' ' ' | cut -c1-400; }
+mask() { sed 's/SWMTKN-[A-Za-z0-9-]*/[join token redacted]/g' | tr '\n' ' ' | cut -c1-400; }
 
 for v in SK_PARAMETER_PREFIX SK_KMS_KEY_ID SK_REGION; do
 	eval "val=\${$v:-}"

@@ -147,7 +147,7 @@ def test_both_groups_have_launch_and_terminate_hooks_in_the_group_itself(demo):
         assert hooks["swarmkeeper-launch"] == {
             "LifecycleHookName": "swarmkeeper-launch",
             "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
-            "HeartbeatTimeout": 900,
+            "HeartbeatTimeout": 2400,
             "DefaultResult": "ABANDON",
         }
         # and a terminate hook long enough for drain + demotion

@@ -123,8 +123,8 @@ def test_every_bad_value_is_reported_at_once():
 def test_hook_timeouts_cover_agent_wait_and_drain():
     # Given long waits / When settings derive the hook heartbeats / Then they exceed the waits
     settings = ClusterSettings.from_mapping({"agentWaitSeconds": 1200, "drainTimeoutSeconds": 1800})
-    assert settings.launch_heartbeat_seconds == 1800
+    assert settings.launch_heartbeat_seconds == 1200 + 1080 + 900 + 120
     assert settings.terminate_heartbeat_seconds == 2100
-    # and never drop below 15 minutes
-    assert ClusterSettings().launch_heartbeat_seconds == 900
+    # and the defaults: a join may wait out a crashed init-lock holder; a drain has 15 minutes
+    assert ClusterSettings().launch_heartbeat_seconds == 2400
     assert ClusterSettings().terminate_heartbeat_seconds == 900

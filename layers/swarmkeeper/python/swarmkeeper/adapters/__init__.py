@@ -1,0 +1,1 @@
+"""AWS adapters: one class per service concern; each takes its boto3 client in ``__init__``."""

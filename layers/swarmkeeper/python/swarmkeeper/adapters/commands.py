@@ -1,0 +1,68 @@
+"""SSM Run Command: send a document to one instance; read one invocation's result.
+
+Output goes to no CloudWatch log group and no bucket: only GetCommandInvocation can read it, and
+callers only ever see it through ``swarmkeeper.domain.outputs`` (parsed fields, redacted excerpts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from swarmkeeper.domain.errors import SwarmkeeperError
+
+
+class AgentNotRegistered(SwarmkeeperError):
+    """SendCommand said InvalidInstanceId: the SSM agent has not registered (yet)."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    status: str
+    stdout: str
+    stderr: str
+    comment: str
+
+
+class RunCommands:
+    def __init__(self, ssm: Any):
+        self._ssm = ssm
+
+    def send(
+        self,
+        document: str,
+        instance_id: str,
+        parameters: dict[str, str],
+        comment: str,
+        delivery_timeout: int = 120,
+    ) -> str:
+        try:
+            response = self._ssm.send_command(
+                DocumentName=document,
+                InstanceIds=[instance_id],
+                Parameters={name: [value] for name, value in parameters.items()},
+                Comment=comment[:100],
+                TimeoutSeconds=delivery_timeout,
+                CloudWatchOutputConfig={"CloudWatchOutputEnabled": False},
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "InvalidInstanceId":
+                raise AgentNotRegistered(f"SSM agent of {instance_id} is not registered") from err
+            raise
+        return response["Command"]["CommandId"]
+
+    def invocation(self, command_id: str, instance_id: str) -> Invocation | None:
+        try:
+            r = self._ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("InvocationDoesNotExist", "InvalidCommandId"):
+                return None
+            raise
+        return Invocation(
+            status=r.get("Status", ""),
+            stdout=r.get("StandardOutputContent", ""),
+            stderr=r.get("StandardErrorContent", ""),
+            comment=r.get("Comment", ""),
+        )

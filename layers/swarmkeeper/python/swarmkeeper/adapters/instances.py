@@ -1,0 +1,51 @@
+"""EC2: what an instance is (state, tags, address) and the node-id tag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from swarmkeeper.domain.models import GROUP_TAG, NODE_ID_TAG, InstanceFacts
+
+
+class Ec2Instances:
+    def __init__(self, ec2: Any):
+        self._ec2 = ec2
+
+    def describe(self, instance_id: str) -> InstanceFacts | None:
+        """None when EC2 does not know the instance (gone, or never ours)."""
+        try:
+            reservations = self._ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
+                return None
+            raise
+        for reservation in reservations:
+            for raw in reservation["Instances"]:
+                return _facts(raw)
+        return None
+
+    def joined_managers(self, manager_group: str) -> list[InstanceFacts]:
+        """Running instances of the manager group that carry a node-id tag (they have joined)."""
+        paginator = self._ec2.get_paginator("describe_instances")
+        pages = paginator.paginate(
+            Filters=[
+                {"Name": f"tag:{GROUP_TAG}", "Values": [manager_group]},
+                {"Name": "tag-key", "Values": [NODE_ID_TAG]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+        )
+        return [_facts(raw) for page in pages for r in page["Reservations"] for raw in r["Instances"]]
+
+    def tag_node_id(self, instance_id: str, node_id: str) -> None:
+        self._ec2.create_tags(Resources=[instance_id], Tags=[{"Key": NODE_ID_TAG, "Value": node_id}])
+
+
+def _facts(raw: dict[str, Any]) -> InstanceFacts:
+    return InstanceFacts(
+        instance_id=raw["InstanceId"],
+        state=raw.get("State", {}).get("Name", "unknown"),
+        tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
+        private_ip=raw.get("PrivateIpAddress") or None,
+    )

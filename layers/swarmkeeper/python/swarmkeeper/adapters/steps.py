@@ -1,0 +1,23 @@
+"""SQS step queue: delayed re-deliveries instead of sleeping in a Lambda."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from swarmkeeper.domain.join import StepDue
+from swarmkeeper.inputs import step_message
+
+MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
+
+
+class StepQueue:
+    def __init__(self, sqs: Any, queue_url: str):
+        self._sqs = sqs
+        self._url = queue_url
+
+    def schedule(self, step: StepDue, delay_seconds: int) -> None:
+        self._sqs.send_message(
+            QueueUrl=self._url,
+            MessageBody=step_message(step),
+            DelaySeconds=max(0, min(MAX_DELAY_SECONDS, int(delay_seconds))),
+        )

@@ -1,0 +1,527 @@
+"""What to do next for a joining instance: a pure function of (stimulus, instance facts, cluster
+state, operation in flight, now).
+
+``decide`` returns a ``Decision``: an outcome label and the actions to execute in order. The flow
+(``swarmkeeper.flows.join``) gathers the facts and executes the actions; three actions can send it
+back here with fresh facts (``AcquireInitLock`` always; ``RunBootstrap`` when the SSM agent has not
+registered, as ``AgentNotReady``). Nothing here touches AWS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from swarmkeeper.domain.models import (
+    ClusterIdentity,
+    ClusterState,
+    InstanceFacts,
+    JoinOp,
+    LifecycleResult,
+    Mode,
+    Role,
+    Stage,
+)
+from swarmkeeper.domain.outputs import BootstrapResult, VerifyResult
+
+# ---------------------------------------------------------------------------------------- policy
+
+
+@dataclass(frozen=True)
+class JoinPolicy:
+    identity: ClusterIdentity
+    agent_wait_seconds: int
+    # Must outlast bootstrap-node's delivery timeout plus its 900 s execution timeout: a lock that
+    # expires while `swarm init` still runs would let a second manager init a second swarm.
+    init_lock_seconds: int = 1080
+    backoff_base_seconds: int = 10
+    backoff_cap_seconds: int = 120
+    token_retries: int = 1
+    # TTL of an op item: open ones outlive the longest lifecycle hook (7200 s) with margin; closed ones
+    # linger a day so late duplicates of the launch event are recognised.
+    open_op_seconds: int = 14_400
+    closed_op_seconds: int = 86_400
+
+    @property
+    def cluster_wait_seconds(self) -> int:
+        """How long a join may wait for the cluster to exist: long enough for a crashed init-lock
+        holder's lock to expire and the next manager to register its agent and init."""
+        return self.init_lock_seconds + self.agent_wait_seconds
+
+    def backoff(self, attempts: int, now: float, deadline: float) -> int:
+        """Exponential, capped (never above SQS's 900 s), and never past the deadline."""
+        delay = min(self.backoff_cap_seconds, 900, self.backoff_base_seconds * 2 ** min(attempts, 16))
+        return int(max(1, min(delay, deadline - now)))
+
+
+# ------------------------------------------------------------------------------------- stimuli
+
+
+@dataclass(frozen=True)
+class JoinRequested:
+    """A launch lifecycle action, or (fallback) the instance's `running` state change."""
+
+    instance_id: str
+    via: str  # "lifecycle" | "running"
+    correlation_id: str
+    group: str | None = None  # AutoScalingGroupName of a lifecycle action
+
+
+@dataclass(frozen=True)
+class StepDue:
+    """A delayed re-delivery from the step queue (or the flow re-deciding with fresh facts)."""
+
+    instance_id: str
+    version: int
+    correlation_id: str = ""
+
+
+@dataclass(frozen=True)
+class AgentNotReady:
+    """SendCommand said InvalidInstanceId: the instance's SSM agent has not registered yet."""
+
+    instance_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class CommandFinished:
+    """A terminal status of a bootstrap-node or verify-node command of this join."""
+
+    instance_id: str  # the joining instance (not the verifier)
+    command_id: str
+    action: str  # "bootstrap-node" | "verify-node"
+    status: str  # Success, Failed, TimedOut, Cancelled, ...
+    correlation_id: str
+    bootstrap: BootstrapResult | None = None
+    verify: VerifyResult | None = None
+    bad_join_token: bool = False
+    detail: str = ""  # redacted excerpt of the command's stderr/stdout
+
+
+Stimulus = JoinRequested | StepDue | AgentNotReady | CommandFinished
+
+# ------------------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class BusEvent:
+    detail_type: str
+    cluster: str
+    instance_id: str
+    node_id: str
+    role: str
+    reason: str
+    correlation_id: str
+
+
+@dataclass(frozen=True)
+class CreateOp:
+    op: JoinOp  # conditional put: if an op exists already, the flow stops (a duplicate lost the race)
+
+
+@dataclass(frozen=True)
+class SaveOp:
+    op: JoinOp  # conditional on the stored version being op.version - 1
+
+
+@dataclass(frozen=True)
+class AcquireInitLock:
+    holder: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class ReleaseInitLock:
+    holder: str
+
+
+@dataclass(frozen=True)
+class RunBootstrap:
+    mode: Mode
+    then: JoinOp  # saved with the new command id once SendCommand returns
+
+
+@dataclass(frozen=True)
+class RunVerify:
+    target: str  # manager instance that runs verify-node
+    node_id: str
+    then: JoinOp
+
+
+@dataclass(frozen=True)
+class ScheduleStep:
+    step: StepDue
+    delay_seconds: int
+
+
+@dataclass(frozen=True)
+class CompleteLifecycle:
+    instance_id: str
+    group: str | None
+    result: LifecycleResult
+
+
+@dataclass(frozen=True)
+class TagNode:
+    instance_id: str
+    node_id: str
+
+
+@dataclass(frozen=True)
+class RecordNode:
+    instance_id: str
+    node_id: str
+    role: Role
+    verifier: str
+
+
+@dataclass(frozen=True)
+class Publish:
+    event: BusEvent
+
+
+Action = (
+    CreateOp
+    | SaveOp
+    | AcquireInitLock
+    | ReleaseInitLock
+    | RunBootstrap
+    | RunVerify
+    | ScheduleStep
+    | CompleteLifecycle
+    | TagNode
+    | RecordNode
+    | Publish
+)
+
+SWARM_INITIALIZED = "Swarm Initialized"
+NODE_JOIN_STARTED = "Node Join Started"
+NODE_JOINED = "Node Joined"
+NODE_JOIN_FAILED = "Node Join Failed"
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # ignore | start | wait | lock | bootstrap | verify | retry | joined | failed
+    reason: str
+    actions: tuple[Action, ...] = ()
+
+
+def _ignore(reason: str) -> Decision:
+    return Decision("ignore", reason)
+
+
+TERMINAL_SUCCESS = "Success"
+NON_TERMINAL = frozenset({"Pending", "InProgress", "Delayed", "Cancelling"})
+
+# -------------------------------------------------------------------------------------- decide
+
+
+def decide(
+    stimulus: Stimulus,
+    instance: InstanceFacts | None,
+    cluster: ClusterState,
+    op: JoinOp | None,
+    now: float,
+    policy: JoinPolicy,
+) -> Decision:
+    match stimulus:
+        case JoinRequested():
+            return _on_join_requested(stimulus, instance, cluster, op, now, policy)
+        case StepDue():
+            return _on_step(stimulus, instance, cluster, op, now, policy)
+        case AgentNotReady():
+            return _on_agent_not_ready(stimulus, instance, cluster, op, now, policy)
+        case CommandFinished():
+            return _on_command_finished(stimulus, instance, cluster, op, now, policy)
+    raise TypeError(f"unknown stimulus {stimulus!r}")
+
+
+def _on_join_requested(
+    s: JoinRequested,
+    instance: InstanceFacts | None,
+    cluster: ClusterState,
+    op: JoinOp | None,
+    now: float,
+    policy: JoinPolicy,
+) -> Decision:
+    identity = policy.identity
+    if s.group is not None and not identity.owns_group(s.group):
+        return _ignore(f"group {s.group} is not one of cluster {identity.name}")
+    if instance is None:
+        return _ignore("instance not found")
+    if instance.gone:
+        return _ignore(f"instance is {instance.state}")
+    role = identity.role_of(instance.tags)
+    if role is None:
+        return _ignore(f"instance is not a member of cluster {identity.name}")
+    if instance.node_id:
+        return _ignore(f"instance already joined as node {instance.node_id}")
+    if op is not None:
+        return _ignore(f"join already {op.stage} (started by {op.via} event {op.correlation_id})")
+    new = JoinOp(
+        instance_id=instance.instance_id,
+        role=role,
+        group=instance.group or s.group,
+        stage=Stage.WAITING,
+        version=1,
+        started_at=now,
+        deadline=now + policy.agent_wait_seconds,
+        correlation_id=s.correlation_id,
+        via=s.via,
+        expires_at=now + policy.open_op_seconds,
+    )
+    started = (CreateOp(new), Publish(_event(policy, new, NODE_JOIN_STARTED, f"{s.via} event")))
+    nxt = _advance(new, instance, cluster, now, policy)
+    return Decision("start", nxt.reason, started + nxt.actions)
+
+
+def _on_step(
+    s: StepDue,
+    instance: InstanceFacts | None,
+    cluster: ClusterState,
+    op: JoinOp | None,
+    now: float,
+    policy: JoinPolicy,
+) -> Decision:
+    if op is None:
+        return _ignore("no join in flight")
+    if op.stage.closed:
+        return _ignore(f"join already {op.stage}")
+    if op.version != s.version:
+        return _ignore(f"stale step (version {s.version}, op at {op.version})")
+    if instance is None or instance.gone:
+        state = instance.state if instance else "gone"
+        return _fail(op, f"instance is {state}", cluster, now, policy, complete=False)
+    if op.stage is Stage.WAITING:
+        return _advance(op, instance, cluster, now, policy)
+    if op.stage is Stage.AWAITING_VERIFIER:
+        if now >= op.deadline:
+            return _fail(op, "no joined manager to verify the node from", cluster, now, policy)
+        return _verify_or_wait(op, op.node_id, cluster, now, policy)
+    return _ignore(f"command in flight ({op.stage})")
+
+
+def _on_agent_not_ready(
+    s: AgentNotReady,
+    instance: InstanceFacts | None,
+    cluster: ClusterState,
+    op: JoinOp | None,
+    now: float,
+    policy: JoinPolicy,
+) -> Decision:
+    if op is None or op.stage is not Stage.WAITING or op.version != s.version:
+        return _ignore("no waiting join for this instance")
+    if now >= op.deadline:
+        reason = f"SSM agent did not register within {policy.agent_wait_seconds}s"
+        return _fail(op, reason, cluster, now, policy, complete=_alive(instance))
+    return _with_first(_release_if_held(op, cluster, now), _wait(op, "the SSM agent", now, policy))
+
+
+def _on_command_finished(
+    s: CommandFinished,
+    instance: InstanceFacts | None,
+    cluster: ClusterState,
+    op: JoinOp | None,
+    now: float,
+    policy: JoinPolicy,
+) -> Decision:
+    if op is None or op.stage.closed:
+        return _ignore("no join in flight for this command")
+    if op.command_id != s.command_id:
+        return _ignore(f"stale command {s.command_id} (join is at {op.stage} {op.command_id or '-'})")
+    if s.status in NON_TERMINAL:
+        return _ignore(f"command {s.status}")
+    ok = s.status == TERMINAL_SUCCESS
+    if op.stage is Stage.BOOTSTRAPPING and s.action == "bootstrap-node":
+        return _after_bootstrap(s, ok, instance, cluster, op, now, policy)
+    if op.stage is Stage.VERIFYING and s.action == "verify-node":
+        return _after_verify(s, ok, instance, cluster, op, now, policy)
+    return _ignore(f"{s.action} does not match join stage {op.stage}")
+
+
+def _after_bootstrap(
+    s: CommandFinished,
+    ok: bool,
+    instance: InstanceFacts | None,
+    cluster: ClusterState,
+    op: JoinOp,
+    now: float,
+    policy: JoinPolicy,
+) -> Decision:
+    release = (ReleaseInitLock(op.instance_id),) if op.mode is Mode.INIT else ()
+    if not ok:
+        alive = instance is not None and not instance.gone and instance.private_ip is not None
+        if op.mode is Mode.JOIN and s.bad_join_token and op.token_retries < policy.token_retries and alive:
+            # Tokens were rotated between the script's read and its join: run it again, it reads anew.
+            then = _next(op, stage=Stage.BOOTSTRAPPING, token_retries=op.token_retries + 1)
+            return Decision(
+                "retry", "join token was rotated under the join", (RunBootstrap(Mode.JOIN, then),)
+            )
+        reason = _failed("bootstrap-node", s)
+        return _with_first(release, _fail(op, reason, cluster, now, policy, complete=_alive(instance)))
+    result = s.bootstrap
+    if result is None:
+        reason = "bootstrap-node printed no node-id"
+        return _with_first(release, _fail(op, reason, cluster, now, policy, complete=_alive(instance)))
+    if result.role is not op.role:
+        reason = f"node joined as {result.role}, expected {op.role}"
+        return _with_first(release, _fail(op, reason, cluster, now, policy, complete=_alive(instance)))
+    inited: tuple[Action, ...] = ()
+    if op.mode is Mode.INIT:
+        reason = f"swarm {result.cluster_id} initialized" if result.cluster_id else "swarm initialized"
+        inited = (Publish(_event(policy, op, SWARM_INITIALIZED, reason, result.node_id)), *release)
+    op = replace(op, node_id=result.node_id)
+    d = _verify_or_wait(op, result.node_id, cluster, now, policy, fresh_wait=True)
+    return replace(d, actions=inited + d.actions)
+
+
+def _after_verify(
+    s: CommandFinished,
+    ok: bool,
+    instance: InstanceFacts | None,
+    cluster: ClusterState,
+    op: JoinOp,
+    now: float,
+    policy: JoinPolicy,
+) -> Decision:
+    v = s.verify
+    if not ok:
+        return _fail(op, _failed("verify-node", s), cluster, now, policy, complete=_alive(instance))
+    if v is None or v.node_id != op.node_id or v.state != "ready" or v.role != op.role:
+        seen = f"{v.node_id} {v.state} {v.role}" if v else "nothing"
+        reason = f"verify-node saw {seen}, expected {op.node_id} ready {op.role}"
+        return _fail(op, reason, cluster, now, policy, complete=_alive(instance))
+    closed = _next(op, stage=Stage.JOINED, reason="joined")
+    return Decision(
+        "joined",
+        f"node {op.node_id} is ready as {op.role}",
+        (
+            TagNode(op.instance_id, op.node_id),
+            RecordNode(op.instance_id, op.node_id, op.role, op.verifier),
+            CompleteLifecycle(op.instance_id, op.group, LifecycleResult.CONTINUE),
+            Publish(_event(policy, op, NODE_JOINED, f"ready as {op.role}")),
+            SaveOp(_closing(closed, now, policy)),
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _advance(
+    op: JoinOp, instance: InstanceFacts, cluster: ClusterState, now: float, policy: JoinPolicy
+) -> Decision:
+    """Next move of a WAITING op: give up, wait, take the init lock, or bootstrap. Waits for the
+    instance end at ``op.deadline``; waits for the cluster at ``started_at + cluster_wait_seconds``."""
+    cluster_deadline = op.started_at + policy.cluster_wait_seconds
+    if now >= cluster_deadline or (now >= op.deadline and not op.waiting_for.startswith("the cluster")):
+        waited = int(now - op.started_at)
+        what = op.waiting_for or "the instance"
+        return _fail(op, f"gave up after {waited}s waiting for {what}", cluster, now, policy)
+    if not instance.private_ip:
+        return _wait(op, "the instance's private address", now, policy)
+    bootstrapping = _next(op, stage=Stage.BOOTSTRAPPING)
+    if cluster.initialized:
+        then = replace(bootstrapping, mode=Mode.JOIN)
+        return Decision(
+            "bootstrap",
+            "cluster exists: join",
+            (*_release_if_held(op, cluster, now), RunBootstrap(Mode.JOIN, then)),
+        )
+    if op.role is Role.WORKER:
+        return _wait(op, "the cluster to be initialized", now, policy, until=cluster_deadline)
+    lock = cluster.init_lock
+    if lock is not None and lock.held_by(op.instance_id, now):
+        return Decision(
+            "bootstrap",
+            "holds the init lock: init",
+            (RunBootstrap(Mode.INIT, replace(bootstrapping, mode=Mode.INIT)),),
+        )
+    if lock is not None and lock.held_by_other(op.instance_id, now):
+        what = f"the cluster to be initialized by {lock.holder}"
+        return _wait(op, what, now, policy, until=cluster_deadline)
+    return Decision(
+        "lock",
+        "no cluster and no live init lock",
+        (AcquireInitLock(op.instance_id, now + policy.init_lock_seconds),),
+    )
+
+
+def _verify_or_wait(
+    op: JoinOp, node_id: str, cluster: ClusterState, now: float, policy: JoinPolicy, fresh_wait: bool = False
+) -> Decision:
+    # A manager verifies itself (it can run `docker node ls`); a worker needs a joined manager.
+    if op.role is Role.MANAGER:
+        target = op.instance_id
+    else:
+        target = next((m for m in cluster.managers if m != op.instance_id), "")
+    if target:
+        then = _next(op, stage=Stage.VERIFYING, node_id=node_id, verifier=target)
+        return Decision("verify", f"verify {node_id} on {target}", (RunVerify(target, node_id, then),))
+    waiting = replace(op, stage=Stage.AWAITING_VERIFIER, node_id=node_id)
+    if fresh_wait:
+        waiting = replace(waiting, attempts=0, deadline=now + policy.agent_wait_seconds)
+    return _wait(waiting, "a joined manager to verify from", now, policy)
+
+
+def _wait(op: JoinOp, what: str, now: float, policy: JoinPolicy, until: float | None = None) -> Decision:
+    delay = policy.backoff(op.attempts, now, op.deadline if until is None else until)
+    waiting = _next(op, attempts=op.attempts + 1, waiting_for=what)
+    step = StepDue(op.instance_id, waiting.version, op.correlation_id)
+    return Decision("wait", f"waiting {delay}s for {what}", (SaveOp(waiting), ScheduleStep(step, delay)))
+
+
+def _fail(
+    op: JoinOp, reason: str, cluster: ClusterState, now: float, policy: JoinPolicy, complete: bool = True
+) -> Decision:
+    closed = _closing(_next(op, stage=Stage.FAILED, reason=reason), now, policy)
+    actions: tuple[Action, ...] = (
+        *_release_if_held(op, cluster, now),
+        *((CompleteLifecycle(op.instance_id, op.group, LifecycleResult.ABANDON),) if complete else ()),
+        Publish(_event(policy, op, NODE_JOIN_FAILED, reason)),
+        SaveOp(closed),
+    )
+    return Decision("failed", reason, tuple(dict.fromkeys(actions)))
+
+
+def _release_if_held(op: JoinOp, cluster: ClusterState, now: float) -> tuple[Action, ...]:
+    lock = cluster.init_lock
+    if lock is not None and lock.holder == op.instance_id:
+        return (ReleaseInitLock(op.instance_id),)
+    return ()
+
+
+def _with_first(first: tuple[Action, ...], d: Decision) -> Decision:
+    """Prepend ``first`` to the decision's actions, dropping later duplicates."""
+    actions = tuple(dict.fromkeys(first + d.actions))
+    return replace(d, actions=actions)
+
+
+def _alive(instance: InstanceFacts | None) -> bool:
+    """Only a live instance has a lifecycle action or a health status worth setting."""
+    return instance is not None and not instance.gone
+
+
+def _failed(action: str, s: CommandFinished) -> str:
+    return f"{action} {s.status}: {s.detail}" if s.detail else f"{action} {s.status}"
+
+
+def _next(op: JoinOp, **changes) -> JoinOp:
+    return replace(op, version=op.version + 1, **changes)
+
+
+def _closing(op: JoinOp, now: float, policy: JoinPolicy) -> JoinOp:
+    return replace(op, waiting_for="", expires_at=now + policy.closed_op_seconds)
+
+
+def _event(policy: JoinPolicy, op: JoinOp, detail_type: str, reason: str, node_id: str = "") -> BusEvent:
+    return BusEvent(
+        detail_type=detail_type,
+        cluster=policy.identity.name,
+        instance_id=op.instance_id,
+        node_id=node_id or op.node_id,
+        role=str(op.role),
+        reason=reason,
+        correlation_id=op.correlation_id,
+    )

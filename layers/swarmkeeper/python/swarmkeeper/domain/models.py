@@ -1,0 +1,134 @@
+"""What the join flow knows about the world: instances, the cluster, operations in flight."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    MANAGER = "manager"
+    WORKER = "worker"
+
+
+class Mode(StrEnum):
+    INIT = "init"
+    JOIN = "join"
+
+
+class Stage(StrEnum):
+    WAITING = "waiting"  # op created; waiting for the SSM agent, the cluster or the init lock
+    BOOTSTRAPPING = "bootstrapping"  # bootstrap-node sent to the instance
+    AWAITING_VERIFIER = "awaiting-verifier"  # joined; waiting for a joined manager to verify from
+    VERIFYING = "verifying"  # verify-node sent to a manager
+    JOINED = "joined"  # closed: success
+    FAILED = "failed"  # closed: failure
+
+    @property
+    def closed(self) -> bool:
+        return self in (Stage.JOINED, Stage.FAILED)
+
+
+class LifecycleResult(StrEnum):
+    CONTINUE = "CONTINUE"
+    ABANDON = "ABANDON"
+
+
+# EC2 states in which an instance will never join.
+GONE_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
+
+GROUP_TAG = "aws:autoscaling:groupName"
+CLUSTER_TAG = "swarmkeeper:cluster"
+ROLE_TAG = "swarmkeeper:role"
+NODE_ID_TAG = "swarmkeeper:node-id"
+
+
+@dataclass(frozen=True)
+class ClusterIdentity:
+    name: str
+    manager_group: str
+    worker_group: str
+
+    def role_of(self, tags: Mapping[str, str]) -> Role | None:
+        """The instance's role in this cluster, from its group (or, outside a group, its tags)."""
+        group = tags.get(GROUP_TAG)
+        if group == self.manager_group:
+            return Role.MANAGER
+        if group == self.worker_group:
+            return Role.WORKER
+        if group is None and tags.get(CLUSTER_TAG) == self.name and tags.get(ROLE_TAG) in set(Role):
+            return Role(tags[ROLE_TAG])
+        return None
+
+    def owns_group(self, group: str | None) -> bool:
+        return group in (self.manager_group, self.worker_group)
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    instance_id: str
+    state: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    private_ip: str | None = None
+
+    @property
+    def group(self) -> str | None:
+        return self.tags.get(GROUP_TAG)
+
+    @property
+    def node_id(self) -> str | None:
+        return self.tags.get(NODE_ID_TAG)
+
+    @property
+    def gone(self) -> bool:
+        return self.state in GONE_STATES
+
+
+@dataclass(frozen=True)
+class InitLock:
+    """``lock#swarm-init``: who may run ``docker swarm init``, until when (epoch seconds)."""
+
+    holder: str
+    expires_at: float
+
+    def held_by_other(self, instance_id: str, now: float) -> bool:
+        return self.holder != instance_id and self.expires_at > now
+
+    def held_by(self, instance_id: str, now: float) -> bool:
+        return self.holder == instance_id and self.expires_at > now
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """Facts about the cluster. ``initialized`` means the parameter ``<prefix>/cluster-id`` exists.
+    ``managers``: running manager instances that carry a node-id tag, preferred verifier first."""
+
+    initialized: bool = False
+    init_lock: InitLock | None = None
+    managers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JoinOp:
+    """``op#<instance-id>``: the join in flight on one instance (closed ops linger until TTL so late
+    duplicates are recognised)."""
+
+    instance_id: str
+    role: Role
+    group: str | None
+    stage: Stage
+    version: int
+    started_at: float
+    deadline: float  # give up waiting (agent, cluster, lock, verifier) after this
+    correlation_id: str  # id of the AWS event that started the join
+    via: str  # "lifecycle" or "running"
+    attempts: int = 0  # delayed re-deliveries so far in the current wait
+    waiting_for: str = ""
+    mode: Mode | None = None
+    command_id: str = ""
+    node_id: str = ""
+    verifier: str = ""
+    token_retries: int = 0
+    reason: str = ""
+    expires_at: float = 0.0  # the item's TTL (epoch seconds)

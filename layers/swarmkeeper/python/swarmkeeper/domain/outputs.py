@@ -1,0 +1,73 @@
+"""The machine-readable last stdout line of each document's script, and the token guard.
+
+Nothing here ever returns a script's raw output: callers get parsed fields or a redacted, shortened
+excerpt fit for a log line or an event's reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from swarmkeeper.domain.models import Role
+
+_TOKEN = re.compile(r"SWMTKN-[A-Za-z0-9_-]*")
+_PAIR = re.compile(r"([a-z][a-z-]*)=(\S+)")
+# What `docker swarm join` says when the token it was given has just been rotated.
+_BAD_TOKEN = re.compile(r"join token|invalid token", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Replace anything that looks like a swarm join token."""
+    return _TOKEN.sub("<redacted>", text)
+
+
+def excerpt(text: str, limit: int = 240) -> str:
+    """The last non-empty lines of ``text``, redacted, at most ``limit`` characters, on one line."""
+    lines = [line.strip() for line in redact(text).splitlines() if line.strip()]
+    joined = " | ".join(lines)
+    return joined[-limit:]
+
+
+def last_line_fields(stdout: str) -> dict[str, str]:
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        return {}
+    return dict(_PAIR.findall(lines[-1]))
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    node_id: str
+    role: Role
+    cluster_id: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    node_id: str
+    state: str
+    role: str
+
+
+def parse_bootstrap(stdout: str) -> BootstrapResult | None:
+    f = last_line_fields(stdout)
+    if not f.get("node-id") or f.get("role") not in set(Role):
+        return None
+    return BootstrapResult(node_id=f["node-id"], role=Role(f["role"]), cluster_id=f.get("cluster-id", ""))
+
+
+def parse_verify(stdout: str) -> VerifyResult | None:
+    f = last_line_fields(stdout)
+    if not f.get("node-id") or not f.get("state"):
+        return None
+    return VerifyResult(node_id=f["node-id"], state=f["state"], role=f.get("role", ""))
+
+
+def parse_rotated(stdout: str) -> tuple[str, ...]:
+    rotated = last_line_fields(stdout).get("rotated", "")
+    return tuple(r for r in rotated.split(",") if r)
+
+
+def says_bad_join_token(output: str) -> bool:
+    return bool(_BAD_TOKEN.search(output))

@@ -1,0 +1,1 @@
+"""Orchestration: gather facts through adapters, call the pure decision, execute its actions."""

@@ -1,0 +1,117 @@
+"""Every function's environment, parsed and validated once at cold start.
+
+The variables are the README contract's list. A missing or malformed one fails the import (Lambda
+init error) with a message that names the variable, instead of failing later in the middle of a join.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(ValueError):
+    """An environment variable of the contract is missing or malformed."""
+
+
+_CLUSTER = r"[a-z][a-z0-9-]{0,30}"
+_LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    cluster_name: str
+    manager_group_name: str
+    worker_group_name: str
+    launch_hook_name: str
+    terminate_hook_name: str
+    state_table_name: str
+    event_bus_name: str
+    parameter_prefix: str
+    kms_key_id: str
+    document_prefix: str
+    step_queue_url: str
+    command_output_bucket: str
+    docker_version: str
+    agent_wait_seconds: int
+    drain_timeout_seconds: int
+    service_name: str
+    metrics_namespace: str
+    log_level: str
+    region: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
+        env = os.environ if environ is None else environ
+        cluster = _match(env, "CLUSTER_NAME", _CLUSTER)
+        return cls(
+            cluster_name=cluster,
+            manager_group_name=_required(env, "MANAGER_GROUP_NAME"),
+            worker_group_name=_required(env, "WORKER_GROUP_NAME"),
+            launch_hook_name=_required(env, "LAUNCH_HOOK_NAME"),
+            terminate_hook_name=_required(env, "TERMINATE_HOOK_NAME"),
+            state_table_name=_required(env, "STATE_TABLE_NAME"),
+            event_bus_name=_required(env, "EVENT_BUS_NAME"),
+            parameter_prefix=_match(env, "PARAMETER_PREFIX", rf"/swarmkeeper/{_CLUSTER}"),
+            kms_key_id=_match(env, "KMS_KEY_ID", r"[A-Za-z0-9:/_-]{1,2048}"),
+            document_prefix=_match(env, "DOCUMENT_PREFIX", r"[A-Za-z0-9_.-]{1,100}-"),
+            step_queue_url=_match(env, "STEP_QUEUE_URL", r"https?://\S+"),
+            command_output_bucket=_required(env, "COMMAND_OUTPUT_BUCKET"),
+            docker_version=_optional_match(env, "DOCKER_VERSION", r"[0-9][0-9.]{0,15}"),
+            agent_wait_seconds=_seconds(env, "AGENT_WAIT_SECONDS"),
+            drain_timeout_seconds=_seconds(env, "DRAIN_TIMEOUT_SECONDS"),
+            service_name=_required(env, "POWERTOOLS_SERVICE_NAME"),
+            metrics_namespace=_required(env, "POWERTOOLS_METRICS_NAMESPACE"),
+            log_level=_choice(env, "LOG_LEVEL", _LOG_LEVELS),
+            region=_region(env),
+        )
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"environment variable {name} is required and is missing or empty")
+    return value
+
+
+def _match(env: Mapping[str, str], name: str, pattern: str) -> str:
+    value = _required(env, name)
+    if not re.fullmatch(pattern, value):
+        raise SettingsError(f"environment variable {name}={value!r} does not match {pattern}")
+    return value
+
+
+def _optional_match(env: Mapping[str, str], name: str, pattern: str) -> str:
+    """Set but possibly empty (empty: the script's default)."""
+    if name not in env:
+        raise SettingsError(f"environment variable {name} is required and is missing")
+    value = env[name].strip()
+    if value and not re.fullmatch(pattern, value):
+        raise SettingsError(f"environment variable {name}={value!r} does not match {pattern}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str) -> int:
+    value = _required(env, name)
+    if not value.isdigit() or not 0 < int(value) <= 86_400:
+        raise SettingsError(
+            f"environment variable {name}={value!r} must be a whole number of seconds, 1-86400"
+        )
+    return int(value)
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: frozenset[str]) -> str:
+    value = _required(env, name).upper()
+    if value not in allowed:
+        raise SettingsError(f"environment variable {name}={value!r} must be one of {sorted(allowed)}")
+    return value
+
+
+def _region(env: Mapping[str, str]) -> str:
+    # Set by the Lambda runtime (AWS_REGION), not by the stack.
+    value = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or ""
+    if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", value):
+        raise SettingsError(f"environment variable AWS_REGION={value!r} is missing or not a region name")
+    return value
