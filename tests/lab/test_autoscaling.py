@@ -1,0 +1,164 @@
+"""Lifecycle emulation: instances wait in Pending:Wait / Terminating:Wait until the action completes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from lab.autoscaling import AutoScaling, AutoScalingKnobs
+from tests.lab.helpers import embedded_region, factory
+
+GROUP = "swarmkeeper-t-workers"
+
+
+@pytest.fixture
+def asg():
+    with embedded_region() as region:
+        events: list[dict] = []
+        engine = AutoScaling(
+            region,
+            factory(region),
+            events.append,
+            AutoScalingKnobs(heartbeat_scale=1.0, health_check_delay=0.2, tick=0.05),
+        )
+        engine.install()
+        engine.start()
+        ec2, client = region.client("ec2"), region.client("autoscaling")
+        lt = ec2.create_launch_template(
+            LaunchTemplateName="lt", LaunchTemplateData={"ImageId": "ami-12345678"}
+        )
+        client.create_auto_scaling_group(
+            AutoScalingGroupName=GROUP,
+            MinSize=0,
+            MaxSize=5,
+            DesiredCapacity=0,
+            LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplate"]["LaunchTemplateId"], "Version": "1"},
+            AvailabilityZones=["eu-west-1a"],
+        )
+        for name, transition, timeout in (
+            ("swarmkeeper-launch", "autoscaling:EC2_INSTANCE_LAUNCHING", 60),
+            ("swarmkeeper-terminate", "autoscaling:EC2_INSTANCE_TERMINATING", 30),
+        ):
+            client.put_lifecycle_hook(
+                AutoScalingGroupName=GROUP,
+                LifecycleHookName=name,
+                LifecycleTransition=transition,
+                HeartbeatTimeout=timeout,
+                DefaultResult="ABANDON" if "LAUNCH" in transition else "CONTINUE",
+            )
+        yield engine, client, ec2, events
+        engine.stop()
+
+
+def _states(client) -> dict[str, str]:
+    group = client.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]
+    return {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}
+
+
+def _ec2_state(ec2, iid) -> str:
+    return ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+
+def _until(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not pred():
+        time.sleep(0.05)
+    return pred()
+
+
+def test_launch_waits_for_the_hook_then_continue_puts_it_in_service(asg):
+    _engine, client, _, events = asg
+    # When capacity rises to 2
+    client.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
+    # Then both instances wait, and one launch event per instance goes out
+    states = _states(client)
+    assert sorted(states.values()) == ["Pending:Wait", "Pending:Wait"]
+    launches = [e for e in events if e["detail-type"] == "EC2 Instance-launch Lifecycle Action"]
+    assert sorted(e["detail"]["EC2InstanceId"] for e in launches) == sorted(states)
+    # When the first completes by token and the second by instance id
+    first, second = launches[0]["detail"], launches[1]["detail"]
+    client.complete_lifecycle_action(
+        AutoScalingGroupName=GROUP,
+        LifecycleHookName="swarmkeeper-launch",
+        LifecycleActionToken=first["LifecycleActionToken"],
+        LifecycleActionResult="CONTINUE",
+    )
+    client.complete_lifecycle_action(
+        AutoScalingGroupName=GROUP,
+        LifecycleHookName="swarmkeeper-launch",
+        InstanceId=second["EC2InstanceId"],
+        LifecycleActionResult="CONTINUE",
+    )
+    assert set(_states(client).values()) == {"InService"}
+    # And completing again is refused, as in AWS
+    with pytest.raises(ClientError):
+        client.complete_lifecycle_action(
+            AutoScalingGroupName=GROUP,
+            LifecycleHookName="swarmkeeper-launch",
+            InstanceId=second["EC2InstanceId"],
+            LifecycleActionResult="CONTINUE",
+        )
+
+
+def test_abandoned_launch_is_terminated_and_replaced(asg):
+    _engine, client, ec2, _events = asg
+    client.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=1)
+    (iid,) = _states(client)
+    client.complete_lifecycle_action(
+        AutoScalingGroupName=GROUP,
+        LifecycleHookName="swarmkeeper-launch",
+        InstanceId=iid,
+        LifecycleActionResult="ABANDON",
+    )
+    assert _ec2_state(ec2, iid) == "terminated"
+    states = _states(client)
+    assert iid not in states and list(states.values()) == ["Pending:Wait"]
+
+
+def test_scale_in_holds_the_instance_until_the_terminate_action_completes(asg):
+    _engine, client, ec2, events = asg
+    client.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=1)
+    (iid,) = _states(client)
+    client.complete_lifecycle_action(
+        AutoScalingGroupName=GROUP,
+        LifecycleHookName="swarmkeeper-launch",
+        InstanceId=iid,
+        LifecycleActionResult="CONTINUE",
+    )
+    # When capacity drops to 0
+    client.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=0)
+    # Then the instance waits in Terminating:Wait, still running, with a terminate event out
+    assert _states(client) == {iid: "Terminating:Wait"}
+    assert _ec2_state(ec2, iid) == "running"
+    assert events[-1]["detail-type"] == "EC2 Instance-terminate Lifecycle Action"
+    # When the action completes, Then only now is the instance terminated
+    client.complete_lifecycle_action(
+        AutoScalingGroupName=GROUP,
+        LifecycleHookName="swarmkeeper-terminate",
+        InstanceId=iid,
+        LifecycleActionResult="CONTINUE",
+    )
+    assert _states(client) == {}
+    assert _ec2_state(ec2, iid) == "terminated"
+
+
+def test_heartbeat_timeout_applies_the_default_result(asg):
+    engine, client, ec2, _ = asg
+    engine.knobs.heartbeat_scale = 0.01  # 60 s -> 0.6 s
+    client.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=1)
+    (iid,) = _states(client)
+    client.record_lifecycle_action_heartbeat(
+        AutoScalingGroupName=GROUP, LifecycleHookName="swarmkeeper-launch", InstanceId=iid
+    )
+    assert _until(lambda: _ec2_state(ec2, iid) == "terminated")  # default ABANDON
+    assert [c.how for c in engine.completed] == ["timeout"]
+
+
+def test_instance_terminated_outside_auto_scaling_is_replaced(asg):
+    _engine, client, ec2, _ = asg
+    client.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=1)
+    (iid,) = _states(client)
+    ec2.terminate_instances(InstanceIds=[iid])
+    assert _until(lambda: iid not in _states(client) and len(_states(client)) == 1)

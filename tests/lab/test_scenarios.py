@@ -1,0 +1,51 @@
+"""The lab tier: every scenario end to end — real dockerd nodes, the embedded region, the real handlers.
+
+Needs root and dockerd (skipped loudly otherwise; under CI=true it must run). Scenario waits are
+scaled down so the whole tier stays within 15 minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.cluster import Lab, LabConfig
+from lab.events import Knobs
+from lab.scenarios import SCENARIOS, diagnostics, not_built, run, timeline
+from tests.lab.conftest import LAB_BRIDGE, LAB_PREFIX, LAB_SUBNET
+
+TIMEOUT_SCALE = 0.5
+JOIN = pytest.mark.xfail(strict=True, reason="issue 4: join flow not working end to end yet")
+EXIT = pytest.mark.xfail(strict=True, reason="issue 5: exit flow not built")
+
+CASES = [
+    pytest.param("bootstrap", marks=JOIN),
+    pytest.param("burst", marks=JOIN),
+    pytest.param("rotate", marks=JOIN),
+    pytest.param("scale-in", marks=EXIT),
+    pytest.param("crash", marks=EXIT),
+    pytest.param("spot", marks=EXIT),
+    pytest.param("manager-rollover", marks=EXIT),
+    pytest.param("alarm", marks=EXIT),
+]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", CASES)
+def test_scenario(scenario: str, lab_template: Path, tmp_path: Path) -> None:
+    assert SCENARIOS[scenario] is not not_built, f"{scenario}: not implemented"
+    config = LabConfig(
+        template=lab_template,
+        prefix=LAB_PREFIX,
+        bridge=LAB_BRIDGE,
+        subnet=LAB_SUBNET,
+        log_dir=tmp_path,
+        schedule_scale=0.0,
+        events=Knobs(seed=7),
+    )
+    with Lab(config) as lab:
+        report = run(lab, scenario, TIMEOUT_SCALE)
+        summary = f"{timeline(lab)}\n{diagnostics(lab)}"
+    failed = [f"{c.name}: {c.detail[:300]}" for c in report.checks if not c.ok]
+    assert report.ok, f"{scenario}: {report.error or ''} {failed}\n{summary}"
