@@ -2,7 +2,8 @@
 
 `running`: the join fallback (joins an instance of this cluster that has no join in flight and has
 not joined; a no-op when the lifecycle event got there first). `shutting-down` / `terminated`: the
-exit flow is not implemented yet (issue 5): logged, nothing done. Other states: ignored.
+ungraceful exit: its node is removed from the swarm right away (Dead Node Removed), unless a leave is
+already in flight for it (then that leave skips to the removal, once). Other states: ignored.
 """
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -26,7 +27,7 @@ def process(event: dict) -> dict:
     if change.state == "running":
         decision = runtime.get(settings).join.request(change.join_request())
     elif change.state in ("shutting-down", "terminated"):
-        decision = Decision("ignore", f"instance {change.state}: exit flow not implemented yet")
+        decision = runtime.get(settings).leave.request(change.leave_request())
     else:
         decision = Decision("ignore", f"state {change.state} needs nothing")
     return report(decision, logger, metrics)

@@ -1,9 +1,9 @@
 """lifecycle_action: EC2 Instance-launch / -terminate Lifecycle Actions of the cluster's two groups.
 
 Launch: the join flow (the instance becomes a Ready swarm node, then CONTINUE). Terminate: the exit
-flow is not implemented yet (issue 5): logged, nothing done. Duplicate deliveries of one event are
-answered from the idempotency record. A malformed event is logged as such and re-raised, so Lambda's
-two async retries end in the dead-letter queue with the reason.
+flow (drain, demote a manager, leave, remove, then CONTINUE; see swarmkeeper.flows.leave).
+Duplicate deliveries of one event are answered from the idempotency record. A malformed event is
+logged as such and re-raised, so Lambda's two async retries end in the dead-letter queue with the reason.
 """
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -11,7 +11,6 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from swarmkeeper import inputs, runtime
-from swarmkeeper.domain.join import Decision
 from swarmkeeper.handling import parse_or_reject, report
 from swarmkeeper.settings import RuntimeSettings
 
@@ -24,19 +23,12 @@ tracer = Tracer()
 
 def process(event: dict) -> dict:
     action = inputs.lifecycle_action(EventBridgeEvent(event))
+    rt = runtime.get(settings)
     if action.launching:
-        decision = runtime.get(settings).join.request(action.join_request())
+        decision = rt.join.request(action.join_request())
     else:
-        decision = terminate_not_implemented(action)
+        decision = rt.leave.request(action.leave_request())
     return report(decision, logger, metrics)
-
-
-def terminate_not_implemented(action: inputs.LifecycleAction) -> Decision:
-    """Exit flow (drain, remove, quorum) comes with issue 5: for now only say so. The hook's
-    DefaultResult applies when its heartbeat timeout passes."""
-    return Decision(
-        "ignore", f"terminate lifecycle action for {action.instance_id}: exit flow not implemented yet"
-    )
 
 
 @logger.inject_lambda_context(clear_state=True)

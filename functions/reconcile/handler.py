@@ -1,26 +1,28 @@
-"""reconcile: scheduled (every reconcileMinutes).
+"""reconcile: scheduled (every reconcileMinutes), or on demand with any payload.
 
-Skeleton until the exit flow (issue 5): logs the schedule event, does nothing.
+Starts a reconcile pass: describe-swarm on a healthy manager; its status event (command_status)
+carries the pass on (see swarmkeeper.flows.reconcile). One pass in flight at a time.
 """
 
-from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from swarmkeeper import runtime
+from swarmkeeper.handling import report
 from swarmkeeper.settings import RuntimeSettings
 
 settings = RuntimeSettings.from_env()
 logger = Logger()
+metrics = Metrics()
+metrics.set_default_dimensions(Cluster=settings.cluster_name)
 tracer = Tracer()
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
-@event_source(data_class=EventBridgeEvent)
-def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
-    raw = event.raw_event if isinstance(event.raw_event, dict) else {}
-    logger.info(
-        "reconcile: not implemented yet",
-        extra={"correlation_id": raw.get("id"), "resources": raw.get("resources")},
-    )
-    return {"outcome": "ignore", "reason": "reconcile not implemented yet"}
+@metrics.log_metrics
+def lambda_handler(event: object, context: LambdaContext) -> dict:
+    event_id = event.get("id") if isinstance(event, dict) else None
+    correlation_id = event_id if isinstance(event_id, str) and event_id else context.aws_request_id
+    logger.append_keys(correlation_id=correlation_id)
+    return report(runtime.get(settings).reconcile.start(correlation_id), logger, metrics)

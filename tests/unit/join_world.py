@@ -145,11 +145,14 @@ class Fakes:
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.pending_lifecycle: set[str] = set()
         self.lifecycle_results: dict[str, list[str]] = {}
+        self.hook_results: list[tuple[str, str, str]] = []  # (instance, hook, result)
+        self.heartbeats: list[str] = []
         self.unregistered_agents: set[str] = set()
         self.throttles: dict[str, int] = {}  # "service.Operation" -> how many throttling answers left
         ev = self.session.events
         ev.register("before-parameter-build", self._record)
         ev.register("before-send.auto-scaling.CompleteLifecycleAction", self._complete_lifecycle_action)
+        ev.register("before-send.auto-scaling.RecordLifecycleActionHeartbeat", self._heartbeat)
         ev.register("before-send.ssm.SendCommand", self._send_command)
         ev.register("after-call.ssm.SendCommand", self._command_sent)
         ev.register_first("before-send", self._throttle)
@@ -198,10 +201,25 @@ class Fakes:
             return self._answer(_query_error(request, "ValidationError", msg))
         self.pending_lifecycle.discard(instance_id)
         self.lifecycle_results.setdefault(instance_id, []).append(params["LifecycleActionResult"])
+        self.hook_results.append((instance_id, params["LifecycleHookName"], params["LifecycleActionResult"]))
         body = (
             '<CompleteLifecycleActionResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
             "<CompleteLifecycleActionResult/><ResponseMetadata><RequestId>fake</RequestId></ResponseMetadata>"
             "</CompleteLifecycleActionResponse>"
+        )
+        return self._answer(_response(request, 200, body, "text/xml"))
+
+    def _heartbeat(self, request: Any, **_: Any) -> AWSResponse | None:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        instance_id = parse_qs(body)["InstanceId"][0]
+        if instance_id not in self.pending_lifecycle:
+            msg = f"No active Lifecycle Action found with instance ID {instance_id}"
+            return self._answer(_query_error(request, "ValidationError", msg))
+        self.heartbeats.append(instance_id)
+        body = (
+            '<RecordLifecycleActionHeartbeatResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/">'
+            "<RecordLifecycleActionHeartbeatResult/><ResponseMetadata><RequestId>fake</RequestId>"
+            "</ResponseMetadata></RecordLifecycleActionHeartbeatResponse>"
         )
         return self._answer(_response(request, 200, body, "text/xml"))
 
@@ -246,6 +264,7 @@ class World:
         self.handlers: dict[str, Any] = {}
         self.delivered_steps = 0
         self.context = LambdaContext()
+        self.answered: set[str] = set()
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -258,6 +277,8 @@ class World:
         s = new_session()
         self.ec2, self.asg, self.ssm = s.client("ec2"), s.client("autoscaling"), s.client("ssm")
         self.ddb, self.sqs, self.events = s.client("dynamodb"), s.client("sqs"), s.client("events")
+        self.s3 = s.client("s3")
+        self.s3.create_bucket(Bucket=ENV["COMMAND_OUTPUT_BUCKET"])
         self.ddb.create_table(
             TableName=TABLE,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -289,7 +310,8 @@ class World:
             )
         self._reset_logging()
         runtime.reset(session=self.fakes.session, clock=self.clock)
-        for name in ("lifecycle_action", "instance_state", "command_status", "steps", "rotate_tokens"):
+        names = ("lifecycle_action", "instance_state", "command_status", "steps", "rotate_tokens")
+        for name in (*names, "interruption", "alarm", "reconcile"):
             self.handlers[name] = self._load(name)
 
     def teardown(self) -> None:
@@ -405,12 +427,17 @@ class World:
         stdout: str = "",
         stderr: str = "",
         event_id: str | None = None,
+        stdout_url: str = "",
     ) -> Any:
         """The command ends on its instance: its output is set in moto, then its status event arrives."""
         command = next(c for c in self._backend()._commands if c.command_id == sent.command_id)
         for inv in command.invocations:
             inv.update(
-                Status=status, StatusDetails=status, StandardOutputContent=stdout, StandardErrorContent=stderr
+                Status=status,
+                StatusDetails=status,
+                StandardOutputContent=stdout,
+                StandardErrorContent=stderr,
+                StandardOutputUrl=stdout_url,
             )
         event = load_event(
             "ec2-command-invocation-status-change-notification",
@@ -520,3 +547,84 @@ class World:
         verify = [s for s in self.sent("verify-node") if s.parameters["NodeId"] == node_id][-1]
         self.verify_succeeds(verify)
         return node_id
+
+    # --- exit flow -------------------------------------------------------------------------
+
+    def terminating(self, instance_id: str, event_id: str | None = None) -> Any:
+        """Auto Scaling terminates the instance: its terminate lifecycle action is pending and its
+        event arrives."""
+        self.fakes.pending_lifecycle.add(instance_id)
+        group = self._group_of(instance_id)
+        event = load_event(
+            "ec2-instance-terminate-lifecycle-action",
+            event_id=event_id,
+            EC2InstanceId=instance_id,
+            AutoScalingGroupName=group,
+        )
+        return self.invoke("lifecycle_action", event)
+
+    def state_change(self, instance_id: str, state: str, event_id: str | None = None) -> Any:
+        event = load_event(
+            "ec2-instance-state-change-notification",
+            event_id=event_id,
+            **{"instance-id": instance_id, "state": state},
+        )
+        return self.invoke("instance_state", event)
+
+    def dies(self, instance_id: str) -> Any:
+        """The instance is terminated outside Auto Scaling's graceful path; its state events arrive."""
+        self.ec2.terminate_instances(InstanceIds=[instance_id])
+        self.fakes.pending_lifecycle.discard(instance_id)
+        return self.state_change(instance_id, "terminated")
+
+    def terminate_results(self, instance_id: str) -> list[str]:
+        return [
+            r
+            for i, hook, r in self.fakes.hook_results
+            if i == instance_id and hook == "swarmkeeper-terminate"
+        ]
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        """node#<instance> items: instance id -> {node_id, role}."""
+        return {i["pk"].removeprefix("node#"): i for i in self.items() if i["pk"].startswith("node#")}
+
+    def swarm_output(
+        self,
+        overrides: dict[str, tuple[str, str]] | None = None,
+        extra: tuple[str, ...] = (),
+        removed: tuple[str, ...] = (),
+    ) -> str:
+        """describe-swarm's output for every joined node: ready and reachable unless ``overrides`` gives
+        a node id (state, manager status or '-'). The first manager is the leader."""
+        overrides = overrides or {}
+        lines, leader = [], None
+        for instance_id, item in sorted(self.nodes().items()):
+            node_id, role = item["node_id"], item["role"]
+            if node_id in removed:
+                continue
+            state, status = overrides.get(node_id, ("ready", "reachable" if role == "manager" else "-"))
+            if role == "manager" and leader is None and status == "reachable":
+                status, leader = "leader", node_id
+            ip = self.private_ip(instance_id)
+            lines.append(f"{node_id} {role} {state} active {status} {ip} host-{instance_id}")
+        lines.extend(extra)
+        return "\n".join([*lines, f"nodes={len(lines)}"]) + "\n"
+
+    def reconcile_pass(self, stdout: str | None = None, **kwargs: Any) -> Any:
+        """A scheduled reconcile: describe-swarm goes to a manager and answers with ``stdout``."""
+        started = self.invoke("reconcile", load_event("scheduled-event"))
+        assert started["outcome"] == "reconcile", started
+        return self.answer_describe(stdout, **kwargs)
+
+    def answer_describe(self, stdout: str | None = None, **kwargs: Any) -> Any:
+        describe = self.sent("describe-swarm")[-1]
+        self.answered.add(describe.command_id)
+        self.clock.advance(1)
+        return self.finish(describe, stdout=stdout if stdout is not None else self.swarm_output(**kwargs))
+
+    def leave_op(self, instance_id: str) -> dict[str, Any] | None:
+        op = self.op(instance_id)
+        return op if op and op.get("kind") == "leave" else None
+
+    def commands_for(self, action: str, node_id: str) -> list[Sent]:
+        return [s for s in self.sent(action) if s.parameters.get("NodeId") == node_id]

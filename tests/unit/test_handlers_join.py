@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from join_world import AGENT_WAIT, CLUSTER, MANAGERS, SWARM_ID, WORKERS, load_event
+from join_world import AGENT_WAIT, CLUSTER, SWARM_ID, TABLE, WORKERS, load_event
 
 from swarmkeeper.domain.errors import MalformedEvent
 
@@ -462,25 +462,9 @@ def test_malformed_step_message_fails_alone(world, manager):
     assert "malformed event rejected: step message is not JSON" in world.output()
 
 
-def test_terminate_lifecycle_action_is_not_implemented_and_does_nothing(world, manager):
-    # Given a terminate lifecycle action for a joined manager
-    event = load_event(
-        "ec2-instance-terminate-lifecycle-action", EC2InstanceId=manager, AutoScalingGroupName=MANAGERS
-    )
-    calls = len(world.fakes.calls)
-
-    # When it arrives
-    result = world.invoke("lifecycle_action", event)
-
-    # Then it is logged and nothing destructive happens
-    assert result["outcome"] == "ignore" and "not implemented" in result["reason"]
-    ops = {op for _, op, _ in world.fakes.calls[calls:]}
-    assert ops <= {"PutItem", "UpdateItem", "GetItem"}  # idempotency record only
-
-
-@pytest.mark.parametrize("state", ["shutting-down", "terminated", "stopping", "pending"])
+@pytest.mark.parametrize("state", ["stopping", "stopped", "pending"])
 def test_other_state_changes_are_logged_no_ops(world, manager, state):
-    # Given a state change other than running
+    # Given a state change other than running (shutting-down / terminated: the exit flow's tests)
     event = load_event("ec2-instance-state-change-notification", **{"instance-id": manager, "state": state})
 
     # When it arrives, then nothing happens
@@ -577,3 +561,29 @@ def test_duplicated_step_message_runs_once(world, manager):
 
     # Then the instance is bootstrapped once
     assert len([s for s in world.sent("bootstrap-node") if s.instance_id == w]) == 1
+
+
+def test_command_finishing_before_its_id_is_recorded_still_completes_the_join(world, manager):
+    # Given a worker whose verify-node was sent, but whose op shows the verify stage without the
+    # command id yet (the status event won the race against the flow's write after SendCommand)
+    (w,) = world.workers(1)
+    world.lifecycle(w)
+    (boot,) = [s for s in world.sent("bootstrap-node") if s.instance_id == w]
+    node_id = world.bootstrap_succeeds(boot)
+    (verify,) = [s for s in world.sent("verify-node") if s.parameters["NodeId"] == node_id]
+    op = world.op(w)
+    assert op["stage"] == "verifying" and op["command_id"] == verify.command_id
+    world.ddb.update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"op#{w}"}},
+        UpdateExpression="SET command_id = :none, version = version - :one",
+        ExpressionAttributeValues={":none": {"S": ""}, ":one": {"N": "1"}},
+    )
+
+    # When verify's Success arrives
+    world.verify_succeeds(verify)
+
+    # Then the join completes as usual
+    assert world.fakes.lifecycle_results[w] == ["CONTINUE"]
+    assert world.tags(w)["swarmkeeper:node-id"] == node_id
+    assert world.in_flight() == []

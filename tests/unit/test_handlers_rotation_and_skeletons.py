@@ -1,4 +1,4 @@
-"""Token rotation end to end, and the exit-flow skeleton handlers."""
+"""Token rotation end to end, and the exit-flow handlers on events they must ignore."""
 
 from __future__ import annotations
 
@@ -72,11 +72,11 @@ def test_rotation_skips_a_manager_whose_agent_is_gone(world):
     [
         ("interruption", "ec2-spot-instance-interruption-warning"),
         ("interruption", "ec2-instance-rebalance-recommendation"),
-        ("alarm", "cloudwatch-alarm-state-change"),
         ("reconcile", "scheduled-event"),
     ],
 )
-def test_exit_flow_skeletons_parse_log_and_return(world, function, fixture):
+def test_exit_flow_handlers_without_a_cluster_parse_log_and_return(world, function, fixture):
+    # Given no cluster at all (an unknown instance, no manager): the event is ignored, not retried
     handler = world._load(function)
     result = handler.lambda_handler(load_event(fixture), world.context)
     assert result["outcome"] == "ignore"
@@ -84,14 +84,14 @@ def test_exit_flow_skeletons_parse_log_and_return(world, function, fixture):
 
 
 @pytest.mark.parametrize("function", ["interruption", "alarm"])
-def test_exit_flow_skeletons_reject_malformed_events(world, function):
+def test_exit_flow_handlers_reject_malformed_events(world, function):
     handler = world._load(function)
     with pytest.raises(MalformedEvent):
         handler.lambda_handler({"id": "x", "detail-type": "Nope", "detail": {}}, world.context)
     assert "malformed event rejected" in world.output()
 
 
-def test_exit_flow_commands_are_not_acted_on_yet(world, manager):
+def test_exit_commands_not_sent_by_swarmkeeper_are_ignored(world, manager):
     event = load_event(
         "ec2-command-invocation-status-change-notification",
         **{"document-name": "swarmkeeper-demo-drain-node", "instance-id": manager[0]},

@@ -370,3 +370,30 @@ def test_worker_with_no_joined_manager_waits_for_a_verifier():
     d = decide(done, instance(), ClusterState(True, managers=()), booting, NOW, POLICY)
     assert d.outcome == "wait" and d.actions[0].op.stage is Stage.AWAITING_VERIFIER
     assert d.actions[0].op.node_id == NODE
+
+
+@pytest.mark.parametrize(
+    ("stage", "action", "accepted"),
+    [
+        (Stage.VERIFYING, "verify-node", True),
+        (Stage.BOOTSTRAPPING, "bootstrap-node", True),
+        (Stage.BOOTSTRAPPING, "verify-node", False),
+        (Stage.VERIFYING, "bootstrap-node", False),
+    ],
+)
+def test_command_finished_before_its_id_was_recorded_belongs_to_its_stage(stage, action, accepted):
+    # Given a join saved at a command's stage, before the flow recorded the command's id
+    sending = op(Role.WORKER, stage, command_id="", node_id=NODE, verifier=OTHER)
+    done = CommandFinished(
+        ME,
+        "cmd-new",
+        action,
+        "Success",
+        "e",
+        BootstrapResult(NODE, Role.WORKER, "s1") if action == "bootstrap-node" else None,
+        VerifyResult(NODE, "ready", "worker") if action == "verify-node" else None,
+    )
+    # When that command's Success arrives
+    d = decide(done, instance(), ClusterState(True, managers=(OTHER,)), sending, NOW, POLICY)
+    # Then it is taken as the stage's command only when the document matches the stage
+    assert (d.outcome != "ignore") is accepted

@@ -22,6 +22,12 @@ _METRIC = {
     "rotated": "JoinTokensRotated",
     "rotation-failed": "TokenRotationFailed",
     "ignore": "EventIgnored",
+    "drain": "NodeDrainStarted",
+    "removed": "NodeRemoved",
+    "gave-up": "NodeRemovalGaveUp",
+    "alarm": "AlarmRaised",
+    "reconciled": "ReconcilePasses",
+    "reconcile-failed": "ReconcileFailed",
 }
 
 

@@ -14,6 +14,14 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from swarmkeeper.domain.errors import MalformedEvent
 from swarmkeeper.domain.join import JoinRequested, StepDue
+from swarmkeeper.domain.leave import (
+    VIA_LIFECYCLE,
+    VIA_REBALANCE,
+    VIA_SPOT,
+    VIA_STATE,
+    LeaveRequested,
+    LeaveStepDue,
+)
 
 LAUNCH_ACTION = "EC2 Instance-launch Lifecycle Action"
 TERMINATE_ACTION = "EC2 Instance-terminate Lifecycle Action"
@@ -25,6 +33,8 @@ ALARM_STATE = "CloudWatch Alarm State Change"
 
 _INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 JOIN_STEP = "join-step"
+LEAVE_STEP = "leave-step"
+_STEP_KINDS = {JOIN_STEP: StepDue, LEAVE_STEP: LeaveStepDue}
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,9 @@ class LifecycleAction:
     def join_request(self) -> JoinRequested:
         return JoinRequested(self.instance_id, "lifecycle", self.correlation_id, self.group)
 
+    def leave_request(self) -> LeaveRequested:
+        return LeaveRequested(self.instance_id, VIA_LIFECYCLE, self.correlation_id, self.group)
+
 
 @dataclass(frozen=True)
 class InstanceStateChange:
@@ -51,6 +64,9 @@ class InstanceStateChange:
 
     def join_request(self) -> JoinRequested:
         return JoinRequested(self.instance_id, "running", self.correlation_id)
+
+    def leave_request(self) -> LeaveRequested:
+        return LeaveRequested(self.instance_id, VIA_STATE, self.correlation_id)
 
 
 @dataclass(frozen=True)
@@ -64,12 +80,16 @@ class CommandStatusChange:
 
 @dataclass(frozen=True)
 class InstanceNotice:
-    """Spot interruption warning or rebalance recommendation (exit flow; not acted on yet)."""
+    """Spot interruption warning or rebalance recommendation."""
 
     kind: str
     instance_id: str
     action: str
     correlation_id: str
+
+    def leave_request(self) -> LeaveRequested:
+        via = VIA_SPOT if self.kind == SPOT_WARNING else VIA_REBALANCE
+        return LeaveRequested(self.instance_id, via, self.correlation_id)
 
 
 @dataclass(frozen=True)
@@ -157,13 +177,13 @@ def alarm_change(event: EventBridgeEvent) -> AlarmChange:
     return AlarmChange(_field(event_id, detail, "alarmName"), state["value"], event_id)
 
 
-def step_body(body: str) -> StepDue:
-    """A step-queue message (written by ``adapters.steps.StepQueue``)."""
+def step_body(body: str) -> StepDue | LeaveStepDue:
+    """A step-queue message (written by ``adapters.steps.StepQueue``): a join or a leave step."""
     try:
         data = json.loads(body)
     except (TypeError, ValueError) as err:
         raise MalformedEvent(f"step message is not JSON: {err}") from err
-    if not isinstance(data, dict) or data.get("kind") != JOIN_STEP:
+    if not isinstance(data, dict) or data.get("kind") not in _STEP_KINDS:
         raise MalformedEvent(
             f"step message has unknown kind {data.get('kind') if isinstance(data, dict) else data!r}"
         )
@@ -172,13 +192,17 @@ def step_body(body: str) -> StepDue:
         raise MalformedEvent("step message lacks a well-formed instanceId")
     if not isinstance(version, int) or isinstance(version, bool):
         raise MalformedEvent("step message lacks an integer version")
-    return StepDue(instance_id, version, str(data.get("correlationId", "")))
+    return _STEP_KINDS[data["kind"]](instance_id, version, str(data.get("correlationId", "")))
 
 
-def step_message(step: StepDue) -> str:
+def step_kind(step: StepDue | LeaveStepDue) -> str:
+    return LEAVE_STEP if isinstance(step, LeaveStepDue) else JOIN_STEP
+
+
+def step_message(step: StepDue | LeaveStepDue) -> str:
     return json.dumps(
         {
-            "kind": JOIN_STEP,
+            "kind": step_kind(step),
             "instanceId": step.instance_id,
             "version": step.version,
             "correlationId": step.correlation_id,

@@ -20,13 +20,17 @@ from swarmkeeper.adapters.clients import AwsClients
 from swarmkeeper.adapters.commands import RunCommands
 from swarmkeeper.adapters.instances import Ec2Instances
 from swarmkeeper.adapters.lifecycle import LifecycleActions
+from swarmkeeper.adapters.outputs import CommandOutputs
 from swarmkeeper.adapters.parameters import ClusterParameters
 from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain.join import JoinPolicy
+from swarmkeeper.domain.leave import LeavePolicy
 from swarmkeeper.domain.models import ClusterIdentity
 from swarmkeeper.flows.commands import CommandStatusRouter
 from swarmkeeper.flows.join import JoinAdapters, JoinFlow
+from swarmkeeper.flows.leave import LeaveAdapters, LeaveFlow
+from swarmkeeper.flows.reconcile import Reconcile, ReconcileAdapters
 from swarmkeeper.flows.rotation import TokenRotation
 from swarmkeeper.settings import RuntimeSettings
 
@@ -40,6 +44,8 @@ class Runtime:
     join: JoinFlow
     rotation: TokenRotation
     commands: CommandStatusRouter
+    leave: LeaveFlow
+    reconcile: Reconcile
     _once: dict[tuple[Callable[..., Any], str], Callable[..., Any]] = field(default_factory=dict)
     _configs: list[IdempotencyConfig] = field(default_factory=list)
 
@@ -56,28 +62,56 @@ class Runtime:
         parameters = ClusterParameters(clients.ssm, settings.parameter_prefix)
         state = StateTable(clients.dynamodb, settings.state_table_name)
         bus = EventBus(clients.events, settings.event_bus_name)
-        policy = JoinPolicy(
-            identity=ClusterIdentity(
-                settings.cluster_name, settings.manager_group_name, settings.worker_group_name
-            ),
-            agent_wait_seconds=settings.agent_wait_seconds,
+        lifecycle = LifecycleActions(clients.autoscaling)
+        steps = StepQueue(clients.sqs, settings.step_queue_url)
+        identity = ClusterIdentity(
+            settings.cluster_name, settings.manager_group_name, settings.worker_group_name
         )
+        policy = JoinPolicy(identity=identity, agent_wait_seconds=settings.agent_wait_seconds)
         join = JoinFlow(
             settings,
             policy,
             JoinAdapters(
                 instances=instances,
-                lifecycle=LifecycleActions(clients.autoscaling),
+                lifecycle=lifecycle,
                 commands=commands,
                 parameters=parameters,
                 state=state,
-                steps=StepQueue(clients.sqs, settings.step_queue_url),
+                steps=steps,
                 bus=bus,
             ),
             clock,
         )
         rotation = TokenRotation(settings, instances, commands, parameters, state, bus, clock)
-        return cls(settings, clients, join, rotation, CommandStatusRouter(settings, join, rotation))
+        reconcile = Reconcile(
+            settings,
+            ReconcileAdapters(
+                instances=instances,
+                lifecycle=lifecycle,
+                commands=commands,
+                outputs=CommandOutputs(clients.s3, settings.command_output_bucket),
+                state=state,
+                bus=bus,
+            ),
+            clock,
+        )
+        leave = LeaveFlow(
+            settings,
+            LeavePolicy(
+                identity=identity,
+                drain_timeout_seconds=settings.drain_timeout_seconds,
+                parameter_prefix=settings.parameter_prefix,
+                region=settings.region,
+                rebalance_drain_workers=settings.rebalance_drain_workers,
+            ),
+            LeaveAdapters(instances, lifecycle, commands, state, steps, bus),
+            lambda correlation_id, leaving: reconcile.start(
+                correlation_id, "fresh view for a manager removal", exclude=(leaving,)
+            ),
+            clock,
+        )
+        router = CommandStatusRouter(settings, join, rotation, leave, reconcile)
+        return cls(settings, clients, join, rotation, router, leave, reconcile)
 
     def once(self, fn: Callable[..., Any], key_jmespath: str = "id") -> Callable[..., Any]:
         """``fn(event=...)`` made idempotent (Powertools) on ``key_jmespath`` of the event, with its

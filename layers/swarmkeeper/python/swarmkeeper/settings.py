@@ -41,6 +41,7 @@ class RuntimeSettings:
     metrics_namespace: str
     log_level: str
     region: str
+    rebalance_drain_workers: bool = True  # REBALANCE_DRAIN_WORKERS, optional (default true)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -66,6 +67,7 @@ class RuntimeSettings:
             metrics_namespace=_required(env, "POWERTOOLS_METRICS_NAMESPACE"),
             log_level=_choice(env, "LOG_LEVEL", _LOG_LEVELS),
             region=_region(env),
+            rebalance_drain_workers=_flag(env, "REBALANCE_DRAIN_WORKERS", default=True),
         )
 
 
@@ -100,6 +102,15 @@ def _seconds(env: Mapping[str, str], name: str) -> int:
             f"environment variable {name}={value!r} must be a whole number of seconds, 1-86400"
         )
     return int(value)
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in ("true", "false"):
+        raise SettingsError(f"environment variable {name}={value!r} must be true or false")
+    return value == "true"
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: frozenset[str]) -> str:

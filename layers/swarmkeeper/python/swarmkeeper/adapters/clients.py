@@ -53,3 +53,7 @@ class AwsClients:
     @cached_property
     def events(self) -> Any:
         return self._client("events")
+
+    @cached_property
+    def s3(self) -> Any:
+        return self._client("s3")

@@ -1,7 +1,9 @@
 """SSM Run Command: send a document to one instance; read one invocation's result.
 
-Output goes to no CloudWatch log group and no bucket: only GetCommandInvocation can read it, and
-callers only ever see it through ``swarmkeeper.domain.outputs`` (parsed fields, redacted excerpts).
+Output goes to no CloudWatch log group; only describe-swarm (sent to a manager, the only instances
+allowed to write there) also writes it to the output bucket, because a large swarm's node list is
+longer than the 24,000 characters GetCommandInvocation returns. Callers only ever see output through
+``swarmkeeper.domain.outputs`` / ``domain.swarm`` (parsed fields, redacted excerpts).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Invocation:
     stdout: str
     stderr: str
     comment: str
+    stdout_url: str = ""  # the full stdout in S3, when the command had an output bucket
 
 
 class RunCommands:
@@ -37,7 +40,10 @@ class RunCommands:
         parameters: dict[str, str],
         comment: str,
         delivery_timeout: int = 120,
+        output: tuple[str, str] | None = None,
     ) -> str:
+        """``output``: (bucket, key prefix) to also write the output to (only for managers)."""
+        extra = {"OutputS3BucketName": output[0], "OutputS3KeyPrefix": output[1]} if output else {}
         try:
             response = self._ssm.send_command(
                 DocumentName=document,
@@ -46,6 +52,7 @@ class RunCommands:
                 Comment=comment[:100],
                 TimeoutSeconds=delivery_timeout,
                 CloudWatchOutputConfig={"CloudWatchOutputEnabled": False},
+                **extra,
             )
         except ClientError as err:
             if err.response["Error"]["Code"] == "InvalidInstanceId":
@@ -65,4 +72,5 @@ class RunCommands:
             stdout=r.get("StandardOutputContent", ""),
             stderr=r.get("StandardErrorContent", ""),
             comment=r.get("Comment", ""),
+            stdout_url=r.get("StandardOutputUrl", "") or "",
         )

@@ -6,7 +6,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from swarmkeeper.domain.models import GROUP_TAG, NODE_ID_TAG, InstanceFacts
+from swarmkeeper.domain.models import CLUSTER_TAG, GROUP_TAG, NODE_ID_TAG, InstanceFacts
+
+PAGE_SIZE = 1000  # DescribeInstances' largest page
 
 
 class Ec2Instances:
@@ -38,6 +40,16 @@ class Ec2Instances:
         )
         return [_facts(raw) for page in pages for r in page["Reservations"] for raw in r["Instances"]]
 
+    def cluster_instances(self, cluster: str) -> list[InstanceFacts]:
+        """Every instance tagged ``swarmkeeper:cluster=<cluster>``, whatever its state (terminated ones
+        stay visible for about an hour): one paginated read, a page per 1,000 instances."""
+        paginator = self._ec2.get_paginator("describe_instances")
+        pages = paginator.paginate(
+            Filters=[{"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]}],
+            PaginationConfig={"PageSize": PAGE_SIZE},
+        )
+        return [_facts(raw) for page in pages for r in page["Reservations"] for raw in r["Instances"]]
+
     def tag_node_id(self, instance_id: str, node_id: str) -> None:
         self._ec2.create_tags(Resources=[instance_id], Tags=[{"Key": NODE_ID_TAG, "Value": node_id}])
 
@@ -48,4 +60,5 @@ def _facts(raw: dict[str, Any]) -> InstanceFacts:
         state=raw.get("State", {}).get("Name", "unknown"),
         tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
         private_ip=raw.get("PrivateIpAddress") or None,
+        launched_at=raw.get("LaunchTime"),
     )

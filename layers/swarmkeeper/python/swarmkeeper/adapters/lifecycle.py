@@ -27,6 +27,18 @@ class LifecycleActions:
             raise
         return True
 
+    def heartbeat(self, group: str, hook: str, instance_id: str) -> bool:
+        """Keep a pending lifecycle action waiting; False when there is none."""
+        try:
+            self._asg.record_lifecycle_action_heartbeat(
+                AutoScalingGroupName=group, LifecycleHookName=hook, InstanceId=instance_id
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ValidationError":
+                return False
+            raise
+        return True
+
     def mark_unhealthy(self, instance_id: str) -> bool:
         """Make Auto Scaling replace an InService instance that failed to join."""
         try:

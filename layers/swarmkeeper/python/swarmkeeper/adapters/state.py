@@ -6,6 +6,10 @@ Items:
   lock#swarm-init      holder, expires_at; acquired when absent, expired, or already ours
   node#<instance-id>   node_id, role, joined_at, healthy_at (last time a command on it succeeded)
   op#rotate-tokens     command_id, target, correlation_id, expires_at
+  op#<instance-id>     kind leave: a node leaving (``LeaveOp``); replaces the join op on its version
+  op#reconcile         the describe-swarm in flight: command_id, target, excluded, expires_at
+  lock#manager-change  holder (a leaving instance), expires_at: one manager change at a time
+  view#cluster         the latest reconcile's view (``domain.view.ClusterView``)
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from swarmkeeper.domain.models import InitLock, JoinOp, Mode, Role, Stage
+from swarmkeeper.domain.models import InitLock, JoinOp, LeaveOp, LeaveStage, Mode, Role, Stage
+from swarmkeeper.domain.view import ClusterView
 
 LOCK_PK = "lock#swarm-init"
 ROTATION_PK = "op#rotate-tokens"
+RECONCILE_PK = "op#reconcile"
+MANAGER_LOCK_PK = "lock#manager-change"
+VIEW_PK = "view#cluster"
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -34,10 +42,19 @@ def node_pk(instance_id: str) -> str:
     return f"node#{instance_id}"
 
 
-def _to_ddb(value: Any) -> dict[str, Any]:
+def _numbers(value: Any) -> Any:
+    """Floats (also nested in maps and lists) as Decimals, which is what DynamoDB takes."""
     if isinstance(value, float):
-        value = Decimal(str(round(value, 3)))
-    return _ser.serialize(value)
+        return Decimal(str(round(value, 3)))
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_numbers(v) for v in value]
+    return value
+
+
+def _to_ddb(value: Any) -> dict[str, Any]:
+    return _ser.serialize(_numbers(value))
 
 
 def _encode(item: dict[str, Any]) -> dict[str, Any]:
@@ -111,8 +128,18 @@ class StateTable:
     # --- join operations -------------------------------------------------------------------
 
     def get_op(self, instance_id: str) -> JoinOp | None:
+        """The instance's join op; None when there is none or a leave op has replaced it."""
         item = self._get(op_pk(instance_id))
-        return _op_from_item(item) if item else None
+        return _op_from_item(item) if item and item.get("kind", "join") == "join" else None
+
+    def get_ops(self, instance_id: str) -> tuple[JoinOp | None, LeaveOp | None]:
+        """The instance's op item, read once: (join op, None) or (None, leave op) or (None, None)."""
+        item = self._get(op_pk(instance_id))
+        if not item:
+            return None, None
+        if item.get("kind", "join") == "leave":
+            return None, _leave_from_item(item)
+        return _op_from_item(item), None
 
     def create_op(self, op: JoinOp) -> bool:
         """False when an op for the instance exists already (a duplicate or racing event)."""
@@ -121,6 +148,80 @@ class StateTable:
     def save_op(self, op: JoinOp) -> bool:
         """False when someone else moved the op on (the stored version is not op.version - 1)."""
         return self._put(_op_to_item(op), "version = :previous", {":previous": op.version - 1})
+
+    # --- leave operations ------------------------------------------------------------------
+
+    def create_leave(self, op: LeaveOp, replacing: int | None) -> bool:
+        """Put a new leave op where there is no op, or over the join op at version ``replacing``
+        (a join that moved on meanwhile wins: False). False too when a leave op exists already."""
+        if replacing is None:
+            return self._put(_leave_to_item(op), "attribute_not_exists(pk)")
+        return self._put(
+            _leave_to_item(op), "kind = :join AND version = :v", {":join": "join", ":v": replacing}
+        )
+
+    def save_leave(self, op: LeaveOp) -> bool:
+        return self._put(
+            _leave_to_item(op),
+            "kind = :leave AND version = :previous",
+            {":leave": "leave", ":previous": op.version - 1},
+        )
+
+    def open_ops(self) -> list[dict[str, Any]]:
+        """Every join or leave op item (one paginated Scan, only op# items' few attributes)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(pk, :op) AND attribute_exists(kind)",
+            "ExpressionAttributeValues": {":op": {"S": "op#i-"}},
+            "ProjectionExpression": "pk, kind, stage, started_at, deadline, #r",
+            "ExpressionAttributeNames": {"#r": "role"},
+        }
+        out: list[dict[str, Any]] = []
+        for page in self._ddb.get_paginator("scan").paginate(**request):
+            out.extend(_decode(raw) for raw in page["Items"])
+        return out
+
+    # --- manager-change lock ---------------------------------------------------------------
+
+    def manager_lock_holder(self, now: float) -> str | None:
+        item = self._get(MANAGER_LOCK_PK)
+        if not item or float(item.get("expires_at", 0)) <= now:
+            return None
+        return item["holder"]
+
+    def acquire_manager_lock(self, holder: str, now: float, expires_at: float) -> bool:
+        return self._put(
+            {"pk": MANAGER_LOCK_PK, "holder": holder, "acquired_at": now, "expires_at": expires_at},
+            "attribute_not_exists(pk) OR expires_at < :now OR holder = :holder",
+            {":now": now, ":holder": holder},
+        )
+
+    def release_manager_lock(self, holder: str) -> bool:
+        return self._delete(MANAGER_LOCK_PK, "holder = :holder", {":holder": holder})
+
+    # --- swarm view and reconcile ------------------------------------------------------------
+
+    def get_view(self) -> ClusterView | None:
+        item = self._get(VIEW_PK)
+        return ClusterView.from_item(item) if item else None
+
+    def save_view(self, view: ClusterView) -> None:
+        self._put({"pk": VIEW_PK, **view.to_item()})
+
+    def get_reconcile(self) -> dict[str, Any] | None:
+        return self._get(RECONCILE_PK)
+
+    def start_reconcile(self, item: dict[str, Any], now: float) -> bool:
+        """False while another reconcile's describe-swarm is in flight (and not expired)."""
+        return self._put(
+            {"pk": RECONCILE_PK, **item}, "attribute_not_exists(pk) OR expires_at < :now", {":now": now}
+        )
+
+    def save_reconcile(self, item: dict[str, Any]) -> None:
+        self._put({"pk": RECONCILE_PK, **item})
+
+    def end_reconcile(self, command_id: str) -> bool:
+        return self._delete(RECONCILE_PK, "command_id = :c", {":c": command_id})
 
     # --- init lock -------------------------------------------------------------------------
 
@@ -158,6 +259,16 @@ class StateTable:
             UpdateExpression="SET healthy_at = :now",
             ExpressionAttributeValues={":now": _to_ddb(now)},
         )
+
+    def get_node(self, instance_id: str) -> tuple[str, Role] | None:
+        """(node id, role) recorded when the instance joined."""
+        item = self._get(node_pk(instance_id))
+        if not item or not item.get("node_id") or item.get("role") not in set(Role):
+            return None
+        return item["node_id"], Role(item["role"])
+
+    def forget_node(self, instance_id: str) -> None:
+        self._delete(node_pk(instance_id))
 
     def healthy_at(self, instance_ids: list[str]) -> dict[str, float]:
         """When each instance last proved healthy (0 when never recorded)."""
@@ -212,3 +323,24 @@ def _op_from_item(item: dict[str, Any]) -> JoinOp:
     for name in ("started_at", "deadline", "expires_at"):
         values[name] = float(values.get(name, 0))
     return JoinOp(**values)
+
+
+_LEAVE_FIELDS = tuple(LeaveOp.__dataclass_fields__)
+
+
+def _leave_to_item(op: LeaveOp) -> dict[str, Any]:
+    item = {"pk": op_pk(op.instance_id), "kind": "leave", **asdict(op)}
+    item["role"] = str(op.role)
+    item["stage"] = str(op.stage)
+    item["excluded"] = list(op.excluded) or None
+    return item
+
+
+def _leave_from_item(item: dict[str, Any]) -> LeaveOp:
+    values = {k: item[k] for k in _LEAVE_FIELDS if k in item}
+    values["role"] = Role(values["role"])
+    values["stage"] = LeaveStage(values["stage"])
+    values["excluded"] = tuple(values.get("excluded") or ())
+    for name in ("started_at", "drain_deadline", "deadline", "view_wanted_at", "expires_at"):
+        values[name] = float(values.get(name, 0))
+    return LeaveOp(**values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from swarmkeeper.domain.join import StepDue
+from swarmkeeper.domain.leave import LeaveStepDue
 from swarmkeeper.inputs import step_message
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit
@@ -15,7 +16,7 @@ class StepQueue:
         self._sqs = sqs
         self._url = queue_url
 
-    def schedule(self, step: StepDue, delay_seconds: int) -> None:
+    def schedule(self, step: StepDue | LeaveStepDue, delay_seconds: int) -> None:
         self._sqs.send_message(
             QueueUrl=self._url,
             MessageBody=step_message(step),

@@ -318,6 +318,9 @@ def _on_agent_not_ready(
     return _with_first(_release_if_held(op, cluster, now), _wait(op, "the SSM agent", now, policy))
 
 
+_STAGE_OF_ACTION = {"bootstrap-node": Stage.BOOTSTRAPPING, "verify-node": Stage.VERIFYING}
+
+
 def _on_command_finished(
     s: CommandFinished,
     instance: InstanceFacts | None,
@@ -328,7 +331,10 @@ def _on_command_finished(
 ) -> Decision:
     if op is None or op.stage.closed:
         return _ignore("no join in flight for this command")
-    if op.command_id != s.command_id:
+    # The flow saves the stage before it sends the command and records the id after: a command that
+    # finishes in between finds its stage with no id yet, and is that stage's command.
+    sent_not_recorded = op.command_id == "" and _STAGE_OF_ACTION.get(s.action) is op.stage
+    if op.command_id != s.command_id and not sent_not_recorded:
         return _ignore(f"stale command {s.command_id} (join is at {op.stage} {op.command_id or '-'})")
     if s.status in NON_TERMINAL:
         return _ignore(f"command {s.status}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -71,6 +72,7 @@ class InstanceFacts:
     state: str
     tags: Mapping[str, str] = field(default_factory=dict)
     private_ip: str | None = None
+    launched_at: datetime | None = None
 
     @property
     def group(self) -> str | None:
@@ -132,3 +134,46 @@ class JoinOp:
     token_retries: int = 0
     reason: str = ""
     expires_at: float = 0.0  # the item's TTL (epoch seconds)
+
+
+class LeaveStage(StrEnum):
+    DRAINING = "draining"  # drain-node sent to a manager, or waiting to poll it again
+    LEAVING = "leaving"  # leave-swarm sent to the leaving node itself (best effort)
+    REMOVING = "removing"  # waiting for a fresh view / the quorum guard, or remove-node sent to a manager
+    DONE = "done"  # closed (removed, or given up and left to reconcile)
+
+    @property
+    def closed(self) -> bool:
+        return self is LeaveStage.DONE
+
+
+@dataclass(frozen=True)
+class LeaveOp:
+    """``op#<instance-id>`` with kind ``leave``: a node on its way out of the swarm. It replaces the
+    instance's join op (conditional on that op's version, so a join still in flight stops) and lingers
+    a day once closed, so duplicate and late events are recognised."""
+
+    instance_id: str
+    role: Role
+    node_id: str
+    stage: LeaveStage
+    version: int
+    started_at: float
+    drain_deadline: float  # stop waiting for tasks to move after this; proceed anyway
+    deadline: float  # the hook budget: past it the terminate action is completed whatever happened
+    correlation_id: str
+    via: str  # lifecycle | spot | rebalance | state (ungraceful: shutting-down / terminated)
+    group: str | None = None  # set when a terminate lifecycle action waits for this op
+    command_id: str = ""
+    target: str = ""  # instance the command in flight runs on
+    excluded: tuple[str, ...] = ()  # managers that failed a command of this op
+    attempts: int = 0
+    waiting_for: str = ""
+    view_wanted_at: float = 0.0  # a manager is removed only on a swarm view taken after this
+    alerted: bool = False  # Quorum At Risk published for this op
+    reason: str = ""
+    expires_at: float = 0.0
+
+    @property
+    def graceful(self) -> bool:
+        return self.via != "state"

@@ -71,3 +71,28 @@ def parse_rotated(stdout: str) -> tuple[str, ...]:
 
 def says_bad_join_token(output: str) -> bool:
     return bool(_BAD_TOKEN.search(output))
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    node_id: str
+    tasks_remaining: int
+    missing: bool  # the swarm no longer knows the node
+
+
+def parse_drain(stdout: str) -> DrainResult | None:
+    f = last_line_fields(stdout)
+    remaining = f.get("tasks-remaining", "")
+    if not f.get("node-id") or not remaining.isdigit():
+        return None
+    return DrainResult(f["node-id"], int(remaining), f.get("missing") == "true")
+
+
+def parse_removed(stdout: str) -> str | None:
+    """The node id remove-node removed (or found gone), None when it did not say so."""
+    f = last_line_fields(stdout)
+    return f["node-id"] if f.get("node-id") and f.get("removed") == "true" else None
+
+
+def parse_left(stdout: str) -> bool:
+    return last_line_fields(stdout).get("left") == "true"

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 from swarmkeeper.domain.join import NON_TERMINAL, Decision
+from swarmkeeper.domain.leave import DRAIN, LEAVE, REMOVE
 from swarmkeeper.flows.join import BOOTSTRAP, VERIFY, JoinFlow
+from swarmkeeper.flows.leave import LeaveFlow, leaving_instance
+from swarmkeeper.flows.reconcile import DESCRIBE, Reconcile
 from swarmkeeper.flows.rotation import ROTATE, TokenRotation
 from swarmkeeper.inputs import CommandStatusChange
 from swarmkeeper.settings import RuntimeSettings
 
-EXIT_ACTIONS = frozenset({"drain-node", "remove-node", "leave-swarm", "describe-swarm"})
-
 
 class CommandStatusRouter:
-    def __init__(self, settings: RuntimeSettings, join: JoinFlow, rotation: TokenRotation):
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        join: JoinFlow,
+        rotation: TokenRotation,
+        leave: LeaveFlow,
+        reconcile: Reconcile,
+    ):
         self.settings = settings
         self.join = join
         self.rotation = rotation
+        self.leave = leave
+        self.reconcile = reconcile
 
     def handle(self, change: CommandStatusChange) -> Decision:
         name = change.document_name.rsplit("document/", 1)[-1]  # a name, or an ARN
@@ -31,6 +41,14 @@ class CommandStatusRouter:
             )
         if action == ROTATE:
             return self.rotation.finished(change.command_id, change.instance_id, change.status)
-        if action in EXIT_ACTIONS:
-            return Decision("ignore", f"{action} belongs to the exit flow (not implemented yet)")
+        if action == DESCRIBE:
+            return self.reconcile.finished(change.command_id, change.instance_id, change.status)
+        if action in (DRAIN, LEAVE, REMOVE):
+            # Sent by the exit flow (comment "swarmkeeper leave <id>") or, remove-node, by reconcile.
+            invocation = self.leave.a.commands.invocation(change.command_id, change.instance_id)
+            if action == REMOVE and invocation is not None and leaving_instance(invocation.comment) is None:
+                return self.reconcile.removal_finished(change.status, invocation, change.correlation_id)
+            return self.leave.command_finished(
+                action, change.command_id, change.instance_id, change.status, invocation
+            )
         return Decision("ignore", f"unknown action {action}")

@@ -210,19 +210,24 @@ class JoinFlow:
                 }
                 if s.docker_version:  # empty: the document's default (the distribution's package)
                     params["DockerVersion"] = s.docker_version
+                sending = self._save_before_send(then)
                 try:
                     command_id = a.commands.send(
                         self._document(BOOTSTRAP), then.instance_id, params, join_comment(then.instance_id)
                     )
                 except AgentNotRegistered as err:
-                    raise _Redecide(AgentNotReady(then.instance_id, then.version - 1)) from err
-                self._execute(SaveOp(replace(then, command_id=command_id, waiting_for="")), instance)
+                    # Back to waiting, so the decision sees the agent is not ready yet.
+                    waiting = replace(sending, stage=Stage.WAITING, version=sending.version + 1)
+                    self._execute(SaveOp(waiting), instance)
+                    raise _Redecide(AgentNotReady(then.instance_id, waiting.version)) from err
+                self._record_sent(sending, command_id)
             case RunVerify(target=target, node_id=node_id, then=then):
                 params = {"NodeId": node_id, "Role": str(then.role), "TimeoutSeconds": "60"}
+                sending = self._save_before_send(then)
                 command_id = a.commands.send(
                     self._document(VERIFY), target, params, join_comment(then.instance_id)
                 )
-                self._execute(SaveOp(replace(then, command_id=command_id, waiting_for="")), instance)
+                self._record_sent(sending, command_id)
             case ScheduleStep(step=step, delay_seconds=delay):
                 a.steps.schedule(step, delay)
             case CompleteLifecycle(instance_id=iid, group=group, result=result):
@@ -237,6 +242,18 @@ class JoinFlow:
                 a.bus.publish(event)
             case _:
                 raise TypeError(f"unknown action {action!r}")
+
+    def _save_before_send(self, then: JoinOp) -> JoinOp:
+        """Save the command's stage first: its status event may arrive before SendCommand returns."""
+        sending = replace(then, command_id="", waiting_for="")
+        self._execute(SaveOp(sending), None)
+        return sending
+
+    def _record_sent(self, sending: JoinOp, command_id: str) -> None:
+        recorded = replace(sending, command_id=command_id, version=sending.version + 1)
+        if not self.a.state.save_op(recorded):
+            # The command's status event was handled first and moved the join on: nothing to record.
+            logger.info("command finished before its id was recorded", extra={"command_id": command_id})
 
     def _complete(self, instance_id: str, group: str | None, result: LifecycleResult) -> None:
         completed = False

@@ -1,0 +1,541 @@
+"""What to do next for a node on its way out: a pure function of (stimulus, facts, leave op, now).
+
+The exit flow (``swarmkeeper.flows.leave``) gathers the facts, calls ``decide_leave`` and executes
+the actions in order, like the join flow does with ``domain.join.decide``. Nothing here touches AWS.
+
+Stages of a leave op (``op#<instance-id>``, kind leave):
+
+- graceful (terminate lifecycle action, Spot interruption warning, rebalance recommendation):
+  worker:  draining -> leaving -> removing -> done
+  manager: draining -> removing -> leaving -> done
+  A manager is demoted (by remove-node, from another manager) *before* it leaves: leave-swarm on a
+  manager that is still a raft member would make it unreachable before the configuration shrinks,
+  which with an even manager count loses the majority the guard just checked (4 managers, 3
+  reachable: the guard allows the change, 2 of 4 is not a majority).
+- ungraceful (the instance is shutting down or gone): removing -> done, no drain, no leave.
+
+Every manager removal waits for a swarm view taken after it asked for one (the reconcile pass
+refreshes ``view#cluster``), passes ``quorum.can_remove_manager`` on it and holds the manager-change
+lock, so two manager changes never overlap. While it waits it heartbeats the lifecycle action; past
+the op's deadline (the hook budget) the action is completed anyway and what is left is reconcile's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from swarmkeeper.domain.join import NON_TERMINAL, TERMINAL_SUCCESS, BusEvent, Decision, Publish
+from swarmkeeper.domain.models import ClusterIdentity, InstanceFacts, JoinOp, LeaveOp, LeaveStage, Role
+from swarmkeeper.domain.quorum import can_remove_manager
+from swarmkeeper.domain.view import ClusterView
+
+DRAIN = "drain-node"
+LEAVE = "leave-swarm"
+REMOVE = "remove-node"
+
+NODE_DRAINING = "Node Draining"
+NODE_REMOVED = "Node Removed"
+DEAD_NODE_REMOVED = "Dead Node Removed"
+MANAGER_DEMOTED = "Manager Demoted"
+QUORUM_AT_RISK = "Quorum At Risk"
+
+_STAGE_OF = {DRAIN: LeaveStage.DRAINING, LEAVE: LeaveStage.LEAVING, REMOVE: LeaveStage.REMOVING}
+
+VIA_LIFECYCLE, VIA_SPOT, VIA_REBALANCE, VIA_STATE = "lifecycle", "spot", "rebalance", "state"
+
+
+@dataclass(frozen=True)
+class LeavePolicy:
+    identity: ClusterIdentity
+    drain_timeout_seconds: int
+    parameter_prefix: str  # remove-node refreshes <prefix>/manager-addresses
+    region: str
+    rebalance_drain_workers: bool = True
+    spot_drain_seconds: int = 90  # a Spot warning gives two minutes in all
+    drain_chunk_seconds: int = 120  # one drain-node command waits at most this long for tasks to move
+    poll_seconds: int = 15  # delay between drain polls
+    view_wait_seconds: int = 20  # delay while a fresh swarm view is being taken
+    guard_wait_seconds: int = 60  # delay before asking the quorum guard again (on a new view)
+    quorum_wait_seconds: int = 1800  # how long a manager removal may wait for the guard / lock
+    removal_seconds: int = 600  # leave + remove after the drain
+    manager_attempts: int = 3  # managers tried per stage before waiting
+    lock_seconds: int = 1200  # manager-change lock lease (longer than remove-node may run)
+    closed_op_seconds: int = 86_400
+
+    def drain_budget(self, via: str) -> int:
+        return (
+            min(self.spot_drain_seconds, self.drain_timeout_seconds)
+            if via == VIA_SPOT
+            else (self.drain_timeout_seconds)
+        )
+
+    def budget(self, via: str, role: Role) -> int:
+        """From the op's start to completing the lifecycle action whatever happened."""
+        wait = self.quorum_wait_seconds if role is Role.MANAGER else 0
+        return self.drain_budget(via) + self.removal_seconds + wait
+
+
+# ------------------------------------------------------------------------------------- stimuli
+
+
+@dataclass(frozen=True)
+class LeaveRequested:
+    instance_id: str
+    via: str  # lifecycle | spot | rebalance | state
+    correlation_id: str
+    group: str | None = None  # AutoScalingGroupName of a terminate lifecycle action
+
+
+@dataclass(frozen=True)
+class LeaveStepDue:
+    instance_id: str
+    version: int
+    correlation_id: str = ""
+
+
+@dataclass(frozen=True)
+class LeaveCommandFinished:
+    instance_id: str  # the leaving instance (not the manager the command ran on)
+    command_id: str
+    action: str  # drain-node | leave-swarm | remove-node
+    status: str
+    tasks_remaining: int | None = None  # drain-node
+    missing: bool = False  # drain-node: the swarm no longer knows the node
+    removed: bool = False  # remove-node said removed=true
+    detail: str = ""
+    ran_on: str = ""  # the instance the command ran on
+
+
+@dataclass(frozen=True)
+class LeaveNotDelivered:
+    """SendCommand said InvalidInstanceId: ``target`` is gone or its agent is not registered."""
+
+    instance_id: str
+    version: int
+    action: str
+    target: str
+
+
+LeaveStimulus = LeaveRequested | LeaveStepDue | LeaveCommandFinished | LeaveNotDelivered
+
+
+@dataclass(frozen=True)
+class LeaveFacts:
+    instance: InstanceFacts | None
+    role: Role | None  # None: not a member of this cluster (or unknown)
+    node_id: str  # from the node-id tag, the node# item or the join in flight; "" when unknown
+    join: JoinOp | None = None  # the join op stored for the instance, if any
+    view: ClusterView | None = None
+    managers: tuple[str, ...] = ()  # instances that may run manager-side commands, best first
+    lock_holder: str | None = None  # holder of an unexpired manager-change lock
+
+
+# ------------------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class CreateLeave:
+    op: LeaveOp
+    replacing: int | None  # version of the join op it replaces (conditional), None: no op yet
+
+
+@dataclass(frozen=True)
+class SaveLeave:
+    op: LeaveOp  # conditional on the stored version being op.version - 1
+
+
+@dataclass(frozen=True)
+class SendCommand:
+    action: str
+    target: str
+    parameters: tuple[tuple[str, str], ...]
+    then: LeaveOp  # saved with the command id once SendCommand returns
+    # A manager's removal takes the manager-change lock (lock#manager-change) until then, first; when
+    # another holder has it, the flow saves ``then`` as waiting and schedules a step instead.
+    lock_until: float | None = None
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    instance_id: str
+    group: str
+
+
+@dataclass(frozen=True)
+class CompleteTerminate:
+    instance_id: str
+    group: str
+
+
+@dataclass(frozen=True)
+class ScheduleLeaveStep:
+    step: LeaveStepDue
+    delay_seconds: int
+
+
+@dataclass(frozen=True)
+class RequestView:
+    correlation_id: str
+    leaving: str  # not from the leaving manager itself
+
+
+@dataclass(frozen=True)
+class ReleaseManagerLock:
+    holder: str
+
+
+@dataclass(frozen=True)
+class ForgetNode:
+    instance_id: str
+
+
+LeaveAction = (
+    CreateLeave
+    | SaveLeave
+    | SendCommand
+    | Heartbeat
+    | CompleteTerminate
+    | ScheduleLeaveStep
+    | RequestView
+    | ReleaseManagerLock
+    | ForgetNode
+    | Publish
+)
+
+# -------------------------------------------------------------------------------------- decide
+
+
+def decide_leave(
+    stimulus: LeaveStimulus, facts: LeaveFacts, op: LeaveOp | None, now: float, policy: LeavePolicy
+) -> Decision:
+    match stimulus:
+        case LeaveRequested():
+            return _on_request(stimulus, facts, op, now, policy)
+        case LeaveStepDue():
+            return _on_step(stimulus, facts, op, now, policy)
+        case LeaveCommandFinished():
+            return _on_finished(stimulus, facts, op, now, policy)
+        case LeaveNotDelivered():
+            return _on_not_delivered(stimulus, facts, op, now, policy)
+    raise TypeError(f"unknown stimulus {stimulus!r}")
+
+
+def _on_request(s: LeaveRequested, f: LeaveFacts, op: LeaveOp | None, now: float, p: LeavePolicy) -> Decision:
+    if s.group is not None and not p.identity.owns_group(s.group):
+        return _ignore(f"group {s.group} is not one of cluster {p.identity.name}")
+    if f.role is None:
+        return _ignore(f"instance is not a known member of cluster {p.identity.name}")
+    if op is not None:
+        return _on_request_in_flight(s, f, op, now, p)
+    if s.via == VIA_REBALANCE and (f.role is Role.MANAGER or not p.rebalance_drain_workers):
+        return _ignore(f"rebalance recommendation: {f.role}s are not drained on it")
+    gone = s.via == VIA_STATE or f.instance is None or f.instance.gone
+    via = VIA_STATE if gone and s.via != VIA_LIFECYCLE else s.via
+    replacing = f.join.version if f.join is not None else None
+    base = 0 if f.join is None else f.join.version
+    new = LeaveOp(
+        instance_id=s.instance_id,
+        role=f.role,
+        node_id=f.node_id,
+        stage=LeaveStage.DRAINING,
+        version=base + 1,
+        started_at=now,
+        drain_deadline=now + p.drain_budget(via),
+        deadline=now + p.budget(via, f.role),
+        correlation_id=s.correlation_id,
+        via=via,
+        group=s.group,
+        expires_at=now + p.budget(via, f.role) + p.closed_op_seconds,
+    )
+    if not f.node_id:
+        # Never joined (or its join is still in flight without a node): nothing to drain or remove.
+        closed = _closing(replace(new, stage=LeaveStage.DONE, reason="never joined the swarm"), now, p)
+        actions: tuple[LeaveAction, ...] = (CreateLeave(closed, replacing),)
+        if s.group:
+            actions += (CompleteTerminate(s.instance_id, s.group),)
+        return Decision("removed", "no swarm node to remove: never joined", actions)
+    if gone:
+        removing = replace(new, stage=LeaveStage.REMOVING)
+        d = _to_removal(removing, f, now, p, fresh=True, reason=f"instance is {_state(f)}")
+        return Decision(d.outcome, d.reason, (CreateLeave(removing, replacing), *d.actions))
+    started = (CreateLeave(new, replacing), Publish(_event(p, new, NODE_DRAINING, f"{via} event")))
+    d = _send_drain(new, f, now, p)
+    return Decision("drain", d.reason, started + d.actions)
+
+
+def _on_request_in_flight(
+    s: LeaveRequested, f: LeaveFacts, op: LeaveOp, now: float, p: LeavePolicy
+) -> Decision:
+    if s.via == VIA_LIFECYCLE:
+        if op.stage.closed:
+            # Removed already (e.g. after a Spot warning): let the instance go.
+            group = s.group or op.group
+            actions = (CompleteTerminate(s.instance_id, group),) if group else ()
+            return Decision("complete", f"leave already {op.stage}: continue the termination", actions)
+        if op.group:
+            return _ignore(f"leave already {op.stage} for this lifecycle action")
+        held = _next(op, group=s.group)
+        return Decision(
+            "wait", f"leave {op.stage}: the lifecycle action waits for it", (SaveLeave(held), *_resume(held))
+        )
+    if s.via == VIA_STATE and not op.stage.closed and op.stage is not LeaveStage.REMOVING:
+        # The instance went away mid-drain: nothing left to drain or leave, remove it now.
+        removing = replace(op, stage=LeaveStage.REMOVING, excluded=(), attempts=0, waiting_for="")
+        return _to_removal(removing, f, now, p, fresh=True, reason="instance is gone")
+    return _ignore(f"leave already {op.stage} (started by {op.via} event {op.correlation_id})")
+
+
+def _on_step(s: LeaveStepDue, f: LeaveFacts, op: LeaveOp | None, now: float, p: LeavePolicy) -> Decision:
+    if op is None or op.stage.closed:
+        return _ignore("no leave in flight")
+    if op.version != s.version:
+        return _ignore(f"stale step (version {s.version}, op at {op.version})")
+    if op.command_id:
+        return _ignore(f"command {op.command_id} in flight ({op.stage})")
+    if now >= op.deadline:
+        return _give_up(op, f"gave up at {op.stage} after {int(now - op.started_at)}s", now, p)
+    gone = f.instance is None or f.instance.gone
+    if op.stage is LeaveStage.DRAINING:
+        if gone:
+            return _to_removal(op, f, now, p, fresh=True, reason="instance is gone")
+        if now >= op.drain_deadline:
+            return _after_drain(op, f, now, p, f"drain budget of {p.drain_budget(op.via)}s spent")
+        return _send_drain(op, f, now, p)
+    if op.stage is LeaveStage.LEAVING:
+        return _after_leave(op, f, now, p)
+    return _to_removal(op, f, now, p, fresh=False)
+
+
+def _on_finished(
+    s: LeaveCommandFinished, f: LeaveFacts, op: LeaveOp | None, now: float, p: LeavePolicy
+) -> Decision:
+    if op is None or op.stage.closed:
+        return _ignore("no leave in flight for this command")
+    # The flow saves the stage (and target) before SendCommand and the id after it: a command that
+    # finishes in between finds its stage, its target and no id yet, and is that stage's command.
+    sent_not_recorded = (
+        op.command_id == ""
+        and not op.waiting_for
+        and _STAGE_OF.get(s.action) is op.stage
+        and bool(s.ran_on)
+        and s.ran_on == op.target
+    )
+    if op.command_id != s.command_id and not sent_not_recorded:
+        return _ignore(f"stale command {s.command_id} (leave is at {op.stage} {op.command_id or '-'})")
+    if s.status in NON_TERMINAL:
+        return _ignore(f"command {s.status}")
+    ok = s.status == TERMINAL_SUCCESS
+    done = replace(op, command_id="")
+    if op.stage is LeaveStage.DRAINING and s.action == DRAIN:
+        if not ok or s.tasks_remaining is None:
+            failed = _failed(done, f"drain-node {s.status}: {s.detail}".rstrip(": "))
+            if failed.attempts < p.manager_attempts:
+                return _send_drain(failed, f, now, p)
+            return _after_drain(failed, f, now, p, "drain failed on every manager tried")
+        if s.missing:
+            return _finish(done, now, p, "the swarm no longer knows the node")
+        if s.tasks_remaining == 0:
+            return _after_drain(done, f, now, p, "drained")
+        if now >= op.drain_deadline or now >= op.deadline:
+            return _after_drain(done, f, now, p, f"drain timed out, {s.tasks_remaining} tasks remaining")
+        return _wait(done, f"{s.tasks_remaining} tasks to move", now, p, p.poll_seconds)
+    if op.stage is LeaveStage.LEAVING and s.action == LEAVE:
+        return _after_leave(done, f, now, p)
+    if op.stage is LeaveStage.REMOVING and s.action == REMOVE:
+        if ok and s.removed:
+            return _after_removal(done, f, now, p)
+        failed = _failed(done, f"remove-node {s.status}: {s.detail}".rstrip(": "))
+        release = (ReleaseManagerLock(op.instance_id),) if op.role is Role.MANAGER else ()
+        d = _to_removal(failed, f, now, p, fresh=op.role is Role.MANAGER)
+        return replace(d, actions=release + d.actions)
+    return _ignore(f"{s.action} does not match leave stage {op.stage}")
+
+
+def _on_not_delivered(
+    s: LeaveNotDelivered, f: LeaveFacts, op: LeaveOp | None, now: float, p: LeavePolicy
+) -> Decision:
+    if op is None or op.stage.closed or op.version != s.version:
+        return _ignore("no leave waiting on this command")
+    if s.action == LEAVE:
+        # The leaving instance itself is gone (or its agent is): leaving is best effort.
+        skipped = _next(op, stage=LeaveStage.LEAVING, command_id="")
+        return _after_leave(skipped, f, now, p)
+    failed = replace(op, excluded=(*op.excluded, s.target), attempts=op.attempts + 1)
+    if s.action == DRAIN:
+        return _send_drain(failed, f, now, p)
+    release = (ReleaseManagerLock(op.instance_id),) if op.role is Role.MANAGER else ()
+    d = _to_removal(failed, f, now, p, fresh=False)
+    return replace(d, actions=release + d.actions)
+
+
+# ------------------------------------------------------------------------------------- stages
+
+
+def _send_drain(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy) -> Decision:
+    target = _pick(op, f)
+    if target is None:
+        if now >= op.drain_deadline:
+            return _after_drain(op, f, now, p, "no manager to drain from")
+        return _wait(replace(op, excluded=()), "a manager to drain from", now, p, p.poll_seconds)
+    timeout = int(max(1, min(p.drain_chunk_seconds, op.drain_deadline - now)))
+    then = _next(op, stage=LeaveStage.DRAINING, target=target, waiting_for="")
+    params = (("NodeId", op.node_id), ("TimeoutSeconds", str(timeout)))
+    return Decision(
+        "drain",
+        f"drain {op.node_id} from {target} (up to {timeout}s)",
+        (SendCommand(DRAIN, target, params, then),),
+    )
+
+
+def _after_drain(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, why: str) -> Decision:
+    if op.role is Role.MANAGER:
+        return _to_removal(replace(op, reason=why), f, now, p, fresh=True, reason=why)
+    return _send_leave(replace(op, reason=why), f, now, p, why)
+
+
+def _send_leave(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, why: str) -> Decision:
+    if f.instance is None or f.instance.gone:
+        return _after_leave(_next(op, stage=LeaveStage.LEAVING), f, now, p)
+    then = _next(op, stage=LeaveStage.LEAVING, target=op.instance_id, waiting_for="")
+    return Decision(
+        "leave", f"{why}; leave-swarm on {op.instance_id}", (SendCommand(LEAVE, op.instance_id, (), then),)
+    )
+
+
+def _after_leave(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy) -> Decision:
+    if op.role is Role.MANAGER:  # managers leave after their removal
+        return _finish(op, now, p, "removed and left")
+    return _to_removal(replace(op, excluded=(), attempts=0), f, now, p, fresh=False)
+
+
+def _to_removal(
+    op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, fresh: bool, reason: str = ""
+) -> Decision:
+    """Send remove-node from a manager, or wait (fresh view, quorum guard, manager lock, a manager)."""
+    removing = replace(op, stage=LeaveStage.REMOVING, command_id="")
+    if now >= op.deadline:
+        return _give_up(removing, f"gave up removing after {int(now - op.started_at)}s", now, p)
+    lock_until: float | None = None
+    if op.role is Role.MANAGER:
+        if fresh or removing.view_wanted_at == 0:
+            removing = replace(removing, view_wanted_at=now)
+        view = f.view
+        if view is None or view.taken_at < removing.view_wanted_at:
+            d = _wait(removing, "a fresh swarm view", now, p, p.view_wait_seconds)
+            return replace(d, actions=(RequestView(op.correlation_id, op.instance_id), *d.actions))
+        if view.node(op.node_id) is None:
+            return _after_removal(removing, f, now, p, demoted=False, why="not a manager in the swarm view")
+        guard = can_remove_manager(view.managers, op.node_id)
+        if not guard.allowed:
+            alert: tuple[LeaveAction, ...] = ()
+            if not removing.alerted:
+                alert = (Publish(_event(p, removing, QUORUM_AT_RISK, f"waiting to remove: {guard.reason}")),)
+                removing = replace(removing, alerted=True)
+            removing = replace(removing, view_wanted_at=now)  # decide again on the next view
+            d = _wait(removing, f"the quorum guard ({guard.reason})", now, p, p.guard_wait_seconds)
+            return replace(d, actions=(*alert, RequestView(op.correlation_id, op.instance_id), *d.actions))
+        if f.lock_holder not in (None, op.instance_id):
+            return _wait(removing, f"another manager change ({f.lock_holder})", now, p, p.view_wait_seconds)
+        lock_until = now + p.lock_seconds
+    target = _pick(removing, f)
+    if target is None:
+        return _wait(
+            replace(removing, excluded=()), "a manager to remove the node from", now, p, p.poll_seconds
+        )
+    then = _next(removing, target=target, waiting_for="")
+    params = (("NodeId", op.node_id), ("ParameterPrefix", p.parameter_prefix), ("Region", p.region))
+    why = f"{reason}; " if reason else ""
+    send = SendCommand(REMOVE, target, params, then, lock_until)
+    return Decision("remove", f"{why}remove {op.node_id} from {target}", (send,))
+
+
+def _after_removal(
+    op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, demoted: bool = True, why: str = "removed"
+) -> Decision:
+    events: tuple[LeaveAction, ...] = ()
+    if op.role is Role.MANAGER:
+        if demoted:
+            events = (Publish(_event(p, op, MANAGER_DEMOTED, "demoted and removed from the swarm")),)
+        events += (ReleaseManagerLock(op.instance_id),)
+        if op.graceful and f.instance is not None and not f.instance.gone:
+            d = _send_leave(op, f, now, p, why)
+            return replace(d, actions=events + d.actions)
+    d = _finish(op, now, p, why)
+    return replace(d, actions=events + d.actions)
+
+
+def _finish(op: LeaveOp, now: float, p: LeavePolicy, why: str) -> Decision:
+    closed = _closing(_next(op, stage=LeaveStage.DONE, command_id="", reason=why), now, p)
+    kind = NODE_REMOVED if op.graceful else DEAD_NODE_REMOVED
+    actions: tuple[LeaveAction, ...] = (ForgetNode(op.instance_id), Publish(_event(p, op, kind, why)))
+    if op.group:
+        actions += (CompleteTerminate(op.instance_id, op.group),)
+    return Decision("removed", f"node {op.node_id} {why}", (*actions, SaveLeave(closed)))
+
+
+def _give_up(op: LeaveOp, why: str, now: float, p: LeavePolicy) -> Decision:
+    """The hook budget is spent: let the instance go; reconcile removes what is left of the node."""
+    closed = _closing(_next(op, stage=LeaveStage.DONE, command_id="", reason=why), now, p)
+    actions: tuple[LeaveAction, ...] = ()
+    if op.role is Role.MANAGER:
+        actions += (ReleaseManagerLock(op.instance_id),)
+    if op.group:
+        actions += (CompleteTerminate(op.instance_id, op.group),)
+    return Decision("gave-up", f"{why}; left to reconcile", (*actions, SaveLeave(closed)))
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def _wait(op: LeaveOp, what: str, now: float, p: LeavePolicy, delay: int) -> Decision:
+    delay = int(max(1, min(delay, 900, op.deadline - now)))
+    waiting = _next(op, command_id="", waiting_for=what)
+    actions: tuple[LeaveAction, ...] = (SaveLeave(waiting),)
+    if op.group:
+        actions += (Heartbeat(op.instance_id, op.group),)
+    step = LeaveStepDue(op.instance_id, waiting.version, op.correlation_id)
+    return Decision("wait", f"waiting {delay}s for {what}", (*actions, ScheduleLeaveStep(step, delay)))
+
+
+def _resume(op: LeaveOp) -> tuple[LeaveAction, ...]:
+    """A saved op invalidates the step scheduled for its previous version: schedule one anew."""
+    if op.waiting_for and not op.command_id:
+        return (ScheduleLeaveStep(LeaveStepDue(op.instance_id, op.version, op.correlation_id), 1),)
+    return ()
+
+
+def _pick(op: LeaveOp, f: LeaveFacts) -> str | None:
+    return next((m for m in f.managers if m != op.instance_id and m not in op.excluded), None)
+
+
+def _failed(op: LeaveOp, reason: str) -> LeaveOp:
+    excluded = (*op.excluded, op.target) if op.target and op.target != op.instance_id else op.excluded
+    return replace(op, excluded=excluded, attempts=op.attempts + 1, reason=reason)
+
+
+def _next(op: LeaveOp, **changes) -> LeaveOp:
+    return replace(op, version=op.version + 1, **changes)
+
+
+def _closing(op: LeaveOp, now: float, p: LeavePolicy) -> LeaveOp:
+    return replace(op, waiting_for="", expires_at=now + p.closed_op_seconds)
+
+
+def _state(f: LeaveFacts) -> str:
+    return f.instance.state if f.instance is not None else "gone"
+
+
+def _ignore(reason: str) -> Decision:
+    return Decision("ignore", reason)
+
+
+def _event(p: LeavePolicy, op: LeaveOp, detail_type: str, reason: str) -> BusEvent:
+    return BusEvent(
+        detail_type=detail_type,
+        cluster=p.identity.name,
+        instance_id=op.instance_id,
+        node_id=op.node_id,
+        role=str(op.role),
+        reason=reason,
+        correlation_id=op.correlation_id,
+    )
