@@ -18,7 +18,7 @@ from lab.autoscaling import AutoScalingKnobs
 from lab.cluster import REPO, Lab, LabConfig
 from lab.events import Knobs
 from lab.lambdas import LambdaKnobs
-from lab.scenarios import SCENARIOS, Report, diagnostics, node_ls, not_built, run, timeline
+from lab.scenarios import SCENARIOS, Report, diagnostics, node_ls, run, timeline
 
 
 def cannot_run() -> str | None:
@@ -82,10 +82,6 @@ def config(args: argparse.Namespace) -> LabConfig:
 
 
 def run_one(cfg: LabConfig, name: str, scale: float) -> Report:
-    if SCENARIOS[name] is not_built:
-        r = Report(name, error="not implemented")
-        print(f"\n=== scenario {name}: not implemented", flush=True)
-        return r
     print(f"\n=== scenario {name}", flush=True)
     started = time.monotonic()
     with Lab(cfg) as lab:
