@@ -1,0 +1,33 @@
+"""`make lint` as a test: ruff (lint and format) and shellcheck are clean on the whole tree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the project's virtualenv (ruff and shellcheck come from it)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        [
+            "shellcheck",
+            *sorted(str(p.relative_to(REPO)) for p in REPO.glob("infra/documents/*.sh")),
+            ".ci/run",
+        ],
+    ],
+    ids=["ruff-check", "ruff-format", "shellcheck"],
+)
+def test_lint_is_clean(command):
+    # Given the tree as committed / When the linter runs / Then it reports nothing
+    tool = BIN / command[0]
+    assert tool.exists(), f"{tool} missing: run `make venv`"
+    proc = subprocess.run([str(tool), *command[1:]], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
