@@ -121,6 +121,8 @@ class ControlPlane(Construct):
             "DOCKER_VERSION": settings.docker_version,
             "AGENT_WAIT_SECONDS": str(settings.agent_wait_seconds),
             "DRAIN_TIMEOUT_SECONDS": str(settings.drain_timeout_seconds),
+            "REBALANCE_DRAIN_WORKERS": "true" if settings.rebalance_drain_workers else "false",
+            "RECONCILE_DOWN_GRACE_SECONDS": str(settings.down_grace_seconds),
             "POWERTOOLS_SERVICE_NAME": "swarmkeeper",
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "LOG_LEVEL": settings.log_level,

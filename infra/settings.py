@@ -61,6 +61,7 @@ class ClusterSettings:
     drain_timeout_seconds: int = 300
     nat_gateways: int = 1
     rebalance_drain_workers: bool = True
+    down_grace_seconds: int = 600
 
     # ---- derived values -------------------------------------------------------------------------
     @property
@@ -234,6 +235,7 @@ CONTEXT_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "drainTimeoutSeconds": ("drain_timeout_seconds", _int_in(0, 3600)),
     "natGateways": ("nat_gateways", _int_in(1, 3)),
     "rebalanceDrainWorkers": ("rebalance_drain_workers", _boolean),
+    "downGraceSeconds": ("down_grace_seconds", _int_in(60, 86400)),
 }
 
 
