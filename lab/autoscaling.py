@@ -85,6 +85,9 @@ class AutoScaling:
         self.lock = threading.RLock()
         self.pending: dict[str, Pending] = {}  # by instance id
         self.completed: list[Completed] = []
+        # Called with each completion before its instance moves on (a scenario can look at the swarm
+        # at the very moment a lifecycle action completes); exceptions are logged and ignored.
+        self.listeners: list[Callable[[Completed], None]] = []
         self.launched: list[tuple[str, str, float]] = []  # (group, instance id, time)
         self.terminated: list[tuple[str, str, float]] = []
         self._outside: dict[str, float] = {}  # instance id -> when seen gone outside Auto Scaling
@@ -321,11 +324,15 @@ class AutoScaling:
 
     def _resolve(self, action: HookAction, result: str, how: str) -> None:
         action.result = result
-        self.completed.append(
-            Completed(
-                action.instance_id, action.group, action.transition, action.hook, result, how, time.time()
-            )
+        done = Completed(
+            action.instance_id, action.group, action.transition, action.hook, result, how, time.time()
         )
+        self.completed.append(done)
+        for listener in list(self.listeners):
+            try:
+                listener(done)
+            except Exception:
+                log.exception("lifecycle completion listener")
         log.info("%s %s %s: %s (%s)", action.group, action.instance_id, action.transition, result, how)
         pending = self.pending.get(action.instance_id)
         if not pending:

@@ -51,6 +51,9 @@ class LabConfig:
     autoscaling: AutoScalingKnobs = field(default_factory=AutoScalingKnobs)
     alarms: AlarmKnobs = field(default_factory=AlarmKnobs)
     fleet: FleetKnobs = field(default_factory=FleetKnobs)
+    # Added to (or overriding) every function's environment from the template, e.g.
+    # {"RECONCILE_DOWN_GRACE_SECONDS": "2"}; Lab.set_function_env changes it while the lab runs.
+    function_env: dict[str, str] = field(default_factory=dict)
 
 
 _RATE = re.compile(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)")
@@ -144,6 +147,8 @@ class Lab:
         self.alarms = Alarms(self.region, self.factory, emit, self.stack.alarms, cfg.alarms)
         self.alarms.install()
         self.alarms.sources.append(self._aws_metrics)
+        for spec in self.stack.functions.values():
+            spec.environment.update(cfg.function_env)
         self.lambdas = LambdaService(
             self.stack.functions,
             self.region.environment(self.region.local_url),
@@ -320,6 +325,14 @@ class Lab:
                 self.router.fire_schedule(rule, self.factory)
                 return
         raise KeyError(f"no scheduled rule for {name_or_function}")
+
+    def set_function_env(self, changes: dict[str, str], functions: list[str] | None = None) -> None:
+        """What UpdateFunctionConfiguration does to the environment of every function (or of those whose
+        name contains one of ``functions``): the next invocations cold-start with it."""
+        assert self.lambdas is not None
+        for name in self.lambdas.specs:
+            if functions is None or any(f in name for f in functions):
+                self.lambdas.update_environment(name, changes)
 
     def emit(self, event: dict) -> None:
         assert self.router is not None

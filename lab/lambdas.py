@@ -131,6 +131,7 @@ class Worker:
 
     def __init__(self, spec: FunctionSpec, base_env: dict[str, str], log_dir: Path, on_line: Callable):
         self.spec = spec
+        self.environment = dict(spec.environment)  # as it was at this worker's cold start
         self.busy = False
         self.invocations = 0
         read_fd, write_fd = os.pipe()
@@ -150,7 +151,7 @@ class Worker:
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon in the lab
             **base_env,
-            **spec.environment,
+            **self.environment,
         }
         self._log = open(log_dir / f"{spec.name}.log", "a", buffering=1)  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -279,6 +280,19 @@ class LambdaService:
         self._closed = False
         log_dir.mkdir(parents=True, exist_ok=True)
 
+    def update_environment(self, name_or_arn: str, changes: dict[str, str]) -> None:
+        """UpdateFunctionConfiguration of the environment: the next invocations run in fresh workers
+        (warm ones with the old environment are retired once idle)."""
+        spec = self.by_arn(name_or_arn)
+        with self._cv:
+            spec.environment = {**spec.environment, **changes}
+            stale = [w for w in self._idle[spec.name] if w.environment != spec.environment]
+            self._idle[spec.name] = [w for w in self._idle[spec.name] if w not in stale]
+            self._count[spec.name] -= len(stale)
+            self._cv.notify_all()
+        for w in stale:
+            w.kill()
+
     def by_arn(self, arn_or_name: str) -> FunctionSpec:
         for spec in self.specs.values():
             if arn_or_name in (spec.arn, spec.name, spec.logical_id):
@@ -324,7 +338,7 @@ class LambdaService:
 
     def _release(self, w: Worker, dead: bool) -> None:
         with self._cv:
-            if dead or not w.alive():
+            if dead or not w.alive() or w.environment != w.spec.environment:
                 self._count[w.spec.name] -= 1
                 w.kill()
             else:

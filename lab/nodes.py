@@ -82,6 +82,12 @@ def _cgroup_name(prefix: str) -> str:
     return f"swarmkeeper-lab-{prefix}"
 
 
+def _bridge_mac(prefix: str, bridge: str) -> str:
+    """A locally administered unicast address, stable for one lab's prefix and bridge."""
+    digest = hashlib.sha1(f"{prefix}/{bridge}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def _iptables_tag(prefix: str) -> str:
     return f"swarmkeeper-lab:{prefix}"
 
@@ -354,7 +360,11 @@ class LabNetwork:
             _sh(["iptables", "-w", "-I", "FORWARD", "1", "-i", br, "!", "-o", br, *tag, "-j", "DROP"])
             _sh(["iptables", "-w", "-I", "FORWARD", "1", "-o", br, "!", "-i", br, *tag, "-j", "DROP"])
             _sh(["iptables", "-w", "-I", "FORWARD", "1", "-i", br, "-o", br, *tag, "-j", "ACCEPT"])
-            _sh(["ip", "link", "add", br, "type", "bridge"])
+            # A fixed address: a bridge whose address was never set takes the lowest address of its
+            # ports and changes it whenever a node's veth comes or goes; the nodes' cached neighbour
+            # entry for the gateway (the embedded AWS endpoint) then points nowhere and their calls to
+            # it stall until the entry is re-resolved (SYNs lost for many seconds).
+            _sh(["ip", "link", "add", br, "address", _bridge_mac(self.prefix, br), "type", "bridge"])
             _sh(["sysctl", "-qw", f"net.ipv6.conf.{br}.disable_ipv6=1"], check=False)
             _sh(["ip", "addr", "add", f"{self.gateway_ip}/{self.subnet.prefixlen}", "dev", br])
             _sh(["ip", "link", "set", br, "up"])

@@ -5,18 +5,18 @@ flow; rotate-tokens: token rotation; the exit flow's documents: not implemented 
 statuses and stale commands are ignored.
 """
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from swarmkeeper import inputs, runtime
-from swarmkeeper.handling import parse_or_reject, report
+from swarmkeeper.domain.join import NON_TERMINAL, Decision
+from swarmkeeper.handling import cluster_metrics, parse_or_reject, report
 from swarmkeeper.settings import RuntimeSettings
 
 settings = RuntimeSettings.from_env()
 logger = Logger()
-metrics = Metrics()
-metrics.set_default_dimensions(Cluster=settings.cluster_name)
+metrics = cluster_metrics(settings.cluster_name)
 tracer = Tracer()
 
 
@@ -34,6 +34,10 @@ def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
     logger.append_keys(
         instance_id=change.instance_id, command_id=change.command_id, correlation_id=change.correlation_id
     )
+    if change.status in NON_TERMINAL:
+        # Pending / InProgress change nothing: answered before the idempotency record, which only a
+        # terminal status needs (two DynamoDB calls saved per such event, two such events per command).
+        return report(Decision("ignore", f"command {change.status}"), logger, metrics)
     rt = runtime.get(settings)
     once = rt.once(process)
     rt.register_context(context)

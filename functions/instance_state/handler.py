@@ -6,19 +6,18 @@ ungraceful exit: its node is removed from the swarm right away (Dead Node Remove
 already in flight for it (then that leave skips to the removal, once). Other states: ignored.
 """
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from swarmkeeper import inputs, runtime
 from swarmkeeper.domain.join import Decision
-from swarmkeeper.handling import parse_or_reject, report
+from swarmkeeper.handling import cluster_metrics, parse_or_reject, report
 from swarmkeeper.settings import RuntimeSettings
 
 settings = RuntimeSettings.from_env()
 logger = Logger()
-metrics = Metrics()
-metrics.set_default_dimensions(Cluster=settings.cluster_name)
+metrics = cluster_metrics(settings.cluster_name)
 tracer = Tracer()
 
 

@@ -6,18 +6,17 @@ Duplicate deliveries of one event are answered from the idempotency record. A ma
 logged as such and re-raised, so Lambda's two async retries end in the dead-letter queue with the reason.
 """
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from swarmkeeper import inputs, runtime
-from swarmkeeper.handling import parse_or_reject, report
+from swarmkeeper.handling import cluster_metrics, parse_or_reject, report
 from swarmkeeper.settings import RuntimeSettings
 
 settings = RuntimeSettings.from_env()
 logger = Logger()
-metrics = Metrics()
-metrics.set_default_dimensions(Cluster=settings.cluster_name)
+metrics = cluster_metrics(settings.cluster_name)
 tracer = Tracer()
 
 

@@ -4,17 +4,16 @@ Starts a reconcile pass: describe-swarm on a healthy manager; its status event (
 carries the pass on (see swarmkeeper.flows.reconcile). One pass in flight at a time.
 """
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from swarmkeeper import runtime
-from swarmkeeper.handling import report
+from swarmkeeper.handling import cluster_metrics, report
 from swarmkeeper.settings import RuntimeSettings
 
 settings = RuntimeSettings.from_env()
 logger = Logger()
-metrics = Metrics()
-metrics.set_default_dimensions(Cluster=settings.cluster_name)
+metrics = cluster_metrics(settings.cluster_name)
 tracer = Tracer()
 
 

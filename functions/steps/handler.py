@@ -5,20 +5,19 @@ malformed message fails alone, is retried by SQS and then lands in the queue's D
 (instance, op version) runs once (idempotency), and a step for an older op version is stale.
 """
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from swarmkeeper import inputs, runtime
 from swarmkeeper.domain.leave import LeaveStepDue
-from swarmkeeper.handling import parse_or_reject, report
+from swarmkeeper.handling import cluster_metrics, parse_or_reject, report
 from swarmkeeper.settings import RuntimeSettings
 
 settings = RuntimeSettings.from_env()
 logger = Logger()
-metrics = Metrics()
-metrics.set_default_dimensions(Cluster=settings.cluster_name)
+metrics = cluster_metrics(settings.cluster_name)
 tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 

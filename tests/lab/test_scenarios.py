@@ -16,18 +16,8 @@ from lab.scenarios import diagnostics, run, timeline
 from tests.lab.conftest import LAB_BRIDGE, LAB_PREFIX, LAB_SUBNET
 
 TIMEOUT_SCALE = 0.5
-EXIT = pytest.mark.xfail(strict=True, reason="issue 5: exit flow not built")
 
-CASES = [
-    pytest.param("bootstrap"),
-    pytest.param("burst"),
-    pytest.param("rotate"),
-    pytest.param("scale-in", marks=EXIT),
-    pytest.param("crash", marks=EXIT),
-    pytest.param("spot", marks=EXIT),
-    pytest.param("manager-rollover", marks=EXIT),
-    pytest.param("alarm", marks=EXIT),
-]
+CASES = ["bootstrap", "burst", "rotate", "scale-in", "crash", "spot", "manager-rollover", "alarm"]
 
 
 @pytest.mark.lab

@@ -31,6 +31,17 @@ _METRIC = {
 }
 
 
+def cluster_metrics(cluster_name: str) -> Metrics:
+    """A handler's metrics: namespace POWERTOOLS_METRICS_NAMESPACE, the one dimension ``Cluster`` (the
+    README contract, and what the stack's alarms select). Powertools adds a ``service`` dimension to
+    every metric of a Metrics that knows a service name (POWERTOOLS_SERVICE_NAME, set for the logger),
+    and a metric with dimensions {Cluster, service} is not the metric an alarm on {Cluster} watches:
+    nodes-down and quorum-at-risk would never see a datapoint. So these metrics have no service."""
+    metrics = Metrics(service="")
+    metrics.set_default_dimensions(Cluster=cluster_name)
+    return metrics
+
+
 def parse_or_reject(parse: Callable[[Any], T], event: Any, logger: Logger) -> T:
     try:
         return parse(event)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -27,6 +28,7 @@ from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain.join import JoinPolicy
 from swarmkeeper.domain.leave import LeavePolicy
 from swarmkeeper.domain.models import ClusterIdentity
+from swarmkeeper.domain.reconcile import ReconcileSettings
 from swarmkeeper.flows.commands import CommandStatusRouter
 from swarmkeeper.flows.join import JoinAdapters, JoinFlow
 from swarmkeeper.flows.leave import LeaveAdapters, LeaveFlow
@@ -92,8 +94,10 @@ class Runtime:
                 outputs=CommandOutputs(clients.s3, settings.command_output_bucket),
                 state=state,
                 bus=bus,
+                steps=steps,
             ),
             clock,
+            ReconcileSettings(down_grace=timedelta(seconds=settings.reconcile_down_grace_seconds)),
         )
         leave = LeaveFlow(
             settings,

@@ -42,6 +42,9 @@ class RuntimeSettings:
     log_level: str
     region: str
     rebalance_drain_workers: bool = True  # REBALANCE_DRAIN_WORKERS, optional (default true)
+    # RECONCILE_DOWN_GRACE_SECONDS, optional: how long a node stays Down on a running instance before
+    # reconcile marks the instance Unhealthy (default 600; the lab sets a few seconds).
+    reconcile_down_grace_seconds: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -68,6 +71,7 @@ class RuntimeSettings:
             log_level=_choice(env, "LOG_LEVEL", _LOG_LEVELS),
             region=_region(env),
             rebalance_drain_workers=_flag(env, "REBALANCE_DRAIN_WORKERS", default=True),
+            reconcile_down_grace_seconds=_seconds(env, "RECONCILE_DOWN_GRACE_SECONDS", default=600),
         )
 
 
@@ -95,8 +99,10 @@ def _optional_match(env: Mapping[str, str], name: str, pattern: str) -> str:
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str) -> int:
-    value = _required(env, name)
+def _seconds(env: Mapping[str, str], name: str, default: int | None = None) -> int:
+    if default is not None and not env.get(name, "").strip():
+        return default
+    value = _required(env, name).strip()
     if not value.isdigit() or not 0 < int(value) <= 86_400:
         raise SettingsError(
             f"environment variable {name}={value!r} must be a whole number of seconds, 1-86400"

@@ -35,6 +35,11 @@ class JoinPolicy:
     init_lock_seconds: int = 1080
     backoff_base_seconds: int = 10
     backoff_cap_seconds: int = 120
+    # Nothing announces that an SSM agent registered: it is polled (a SendCommand that AWS refuses) on
+    # its own short, capped backoff (2, 4, 8, 10, 10 ... s), so a join starts at most ~10 s after the
+    # agent is up; the general backoff (10, 20, 40 ... 120 s) made every join wait out most of a step.
+    agent_poll_base_seconds: int = 2
+    agent_poll_cap_seconds: int = 10
     token_retries: int = 1
     # TTL of an op item: open ones outlive the longest lifecycle hook (7200 s) with margin; closed ones
     # linger a day so late duplicates of the launch event are recognised.
@@ -50,6 +55,11 @@ class JoinPolicy:
     def backoff(self, attempts: int, now: float, deadline: float) -> int:
         """Exponential, capped (never above SQS's 900 s), and never past the deadline."""
         delay = min(self.backoff_cap_seconds, 900, self.backoff_base_seconds * 2 ** min(attempts, 16))
+        return int(max(1, min(delay, deadline - now)))
+
+    def agent_poll(self, attempts: int, now: float, deadline: float) -> int:
+        """The wait before asking the SSM agent again: short, capped, never past the deadline."""
+        delay = min(self.agent_poll_cap_seconds, self.agent_poll_base_seconds * 2 ** min(attempts, 16))
         return int(max(1, min(delay, deadline - now)))
 
 
@@ -315,7 +325,9 @@ def _on_agent_not_ready(
     if now >= op.deadline:
         reason = f"SSM agent did not register within {policy.agent_wait_seconds}s"
         return _fail(op, reason, cluster, now, policy, complete=_alive(instance))
-    return _with_first(_release_if_held(op, cluster, now), _wait(op, "the SSM agent", now, policy))
+    poll = policy.agent_poll(op.attempts, now, op.deadline)
+    waiting = _wait(op, "the SSM agent", now, policy, delay=poll)
+    return _with_first(_release_if_held(op, cluster, now), waiting)
 
 
 _STAGE_OF_ACTION = {"bootstrap-node": Stage.BOOTSTRAPPING, "verify-node": Stage.VERIFYING}
@@ -471,8 +483,16 @@ def _verify_or_wait(
     return _wait(waiting, "a joined manager to verify from", now, policy)
 
 
-def _wait(op: JoinOp, what: str, now: float, policy: JoinPolicy, until: float | None = None) -> Decision:
-    delay = policy.backoff(op.attempts, now, op.deadline if until is None else until)
+def _wait(
+    op: JoinOp,
+    what: str,
+    now: float,
+    policy: JoinPolicy,
+    until: float | None = None,
+    delay: int | None = None,
+) -> Decision:
+    if delay is None:
+        delay = policy.backoff(op.attempts, now, op.deadline if until is None else until)
     waiting = _next(op, attempts=op.attempts + 1, waiting_for=what)
     step = StepDue(op.instance_id, waiting.version, op.correlation_id)
     return Decision("wait", f"waiting {delay}s for {what}", (SaveOp(waiting), ScheduleStep(step, delay)))

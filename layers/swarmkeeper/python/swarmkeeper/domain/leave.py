@@ -43,6 +43,9 @@ _STAGE_OF = {DRAIN: LeaveStage.DRAINING, LEAVE: LeaveStage.LEAVING, REMOVE: Leav
 
 VIA_LIFECYCLE, VIA_SPOT, VIA_REBALANCE, VIA_STATE = "lifecycle", "spot", "rebalance", "state"
 
+# What a manager removal waits for after RequestView; the reconcile pass that saves the view wakes it.
+FRESH_VIEW = "a fresh swarm view"
+
 
 @dataclass(frozen=True)
 class LeavePolicy:
@@ -421,7 +424,7 @@ def _to_removal(
             removing = replace(removing, view_wanted_at=now)
         view = f.view
         if view is None or view.taken_at < removing.view_wanted_at:
-            d = _wait(removing, "a fresh swarm view", now, p, p.view_wait_seconds)
+            d = _wait(removing, FRESH_VIEW, now, p, p.view_wait_seconds)
             return replace(d, actions=(RequestView(op.correlation_id, op.instance_id), *d.actions))
         if view.node(op.node_id) is None:
             return _after_removal(removing, f, now, p, demoted=False, why="not a manager in the swarm view")

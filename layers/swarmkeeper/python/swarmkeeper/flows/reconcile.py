@@ -35,9 +35,10 @@ from swarmkeeper.adapters.instances import Ec2Instances
 from swarmkeeper.adapters.lifecycle import LifecycleActions
 from swarmkeeper.adapters.outputs import INLINE_LIMIT, CommandOutputs, key_from_url, stdout_key
 from swarmkeeper.adapters.state import StateTable
+from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.join import BusEvent, Decision
-from swarmkeeper.domain.leave import DEAD_NODE_REMOVED, MANAGER_DEMOTED, REMOVE
+from swarmkeeper.domain.leave import DEAD_NODE_REMOVED, FRESH_VIEW, MANAGER_DEMOTED, REMOVE, LeaveStepDue
 from swarmkeeper.domain.models import ClusterIdentity, InstanceFacts, LeaveStage, LifecycleResult, Role, Stage
 from swarmkeeper.domain.reconcile import (
     InstanceView,
@@ -88,6 +89,7 @@ class ReconcileAdapters:
     outputs: CommandOutputs
     state: StateTable
     bus: EventBus
+    steps: StepQueue | None = None  # wakes manager removals waiting for the view this pass takes
 
 
 class Reconcile:
@@ -179,6 +181,7 @@ class Reconcile:
         plan = self._plan(nodes, instances, ops, previous)
         view = self._view(nodes, instances, plan, float(pending.get("sent_at", self.clock())))
         a.state.save_view(view)
+        self._wake_removals(ops, view)
         self._publish_metrics(plan)
         for alert in plan.alerts:
             reason = f"{alert.reason}. Runbook: {alert.runbook}"
@@ -225,6 +228,28 @@ class Reconcile:
         return Decision("removed", f"dead node {node_id} removed")
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def _wake_removals(self, ops: list[dict[str, Any]], view: ClusterView) -> None:
+        """A manager removal that asked for a fresh view goes on as soon as it is saved, not at its
+        next delayed step (view_wait_seconds later). The step carries the op's version: if the op
+        moved on meanwhile it is ignored as stale, and so is the delayed one after this one ran."""
+        if self.a.steps is None:
+            return
+        for item in ops:
+            if item.get("kind") != "leave" or item.get("stage") != LeaveStage.REMOVING:
+                continue
+            if item.get("role") != Role.MANAGER:
+                continue
+            _, leave = self.a.state.get_ops(item["pk"].removeprefix("op#"))
+            if (
+                leave is None
+                or leave.command_id
+                or leave.waiting_for != FRESH_VIEW
+                or view.taken_at < leave.view_wanted_at
+            ):
+                continue
+            self.a.steps.schedule(LeaveStepDue(leave.instance_id, leave.version, leave.correlation_id), 0)
+            logger.info("manager removal woken by the fresh view", extra={"instance_id": leave.instance_id})
 
     def _retry(self, correlation_id: str, excluded: list[str], why: str) -> Decision:
         logger.error("reconcile pass failed", extra={"reason": outputs.redact(why)})
