@@ -342,6 +342,24 @@ def test_backoff_grows_is_capped_and_stops_at_the_deadline():
     assert POLICY.backoff(5, NOW, NOW - 3) == 1
 
 
+def test_agent_poll_is_short_capped_and_stops_at_the_deadline():
+    # Given the agent-registration poll / When it is asked again and again
+    delays = [POLICY.agent_poll(n, NOW, NOW + 10_000) for n in range(6)]
+    # Then it starts at 2 s, doubles, and never waits more than 10 s (nothing announces an agent)
+    assert delays == [2, 4, 8, 10, 10, 10]
+    assert POLICY.agent_poll(3, NOW, NOW + 3) == 3
+    assert POLICY.agent_poll(3, NOW, NOW - 3) == 1
+
+
+def test_agent_not_ready_waits_on_the_short_poll_not_the_general_backoff():
+    # Given a waiting join whose SendCommand was refused (agent not registered) for the 3rd time
+    waiting = op(stage=Stage.WAITING, attempts=2)
+    d = decide(AgentNotReady(ME, waiting.version), instance(), ClusterState(True), waiting, NOW, POLICY)
+    # Then the next try is scheduled after the agent poll's 8 s, not the general backoff's 40 s
+    (step,) = [a for a in d.actions if isinstance(a, ScheduleStep)]
+    assert step.delay_seconds == 8
+
+
 def test_rotated_token_refusal_is_retried_once():
     booting = op(stage=Stage.BOOTSTRAPPING)
     refused = CommandFinished(ME, "cmd-1", "bootstrap-node", "Failed", "e", bad_join_token=True)
