@@ -30,6 +30,7 @@ from infra.names import (
     Names,
 )
 from infra.settings import ClusterSettings
+from infra.ssm_documents import AGENT_READY
 from infra.state import STEPS_FUNCTION_TIMEOUT, State
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,6 +182,16 @@ class ControlPlane(Construct):
                 source=["aws.ec2"],
                 detail_type=["EC2 Instance State-change Notification"],
                 detail={"state": ["running", "shutting-down", "terminated"]},
+            ),
+        )
+        self._rule(
+            "agent-ready",
+            "instance_state",
+            state,
+            events.EventPattern(
+                source=["aws.ssm"],
+                detail_type=["EC2 State Manager Instance Association State Change"],
+                detail={"document-name": [names.documents[AGENT_READY]], "status": ["Success"]},
             ),
         )
         self._rule(

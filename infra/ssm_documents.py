@@ -1,12 +1,17 @@
-"""One SSM Command document per action of `infra/documents` (names `swarmkeeper-C-<action>`)."""
+"""One SSM Command document per action of `infra/documents` (names `swarmkeeper-C-<action>`), and the
+State Manager association that runs agent-ready on every instance of the cluster as its agent
+registers (the join flow's signal that Run Command can reach the instance)."""
 
 from __future__ import annotations
 
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra.compute import CLUSTER_TAG
 from infra.documents import ACTIONS, document_content
 from infra.names import Names
+
+AGENT_READY = "agent-ready"
 
 
 class Documents(Construct):
@@ -25,3 +30,12 @@ class Documents(Construct):
                 update_method="NewVersion",
                 target_type="/AWS::EC2::Instance",
             )
+        # No schedule: State Manager applies the association once to each instance that matches the
+        # targets, when that instance's agent comes online (also to instances launched later).
+        self.agent_ready = ssm.CfnAssociation(
+            self,
+            "AgentReadyAssociation",
+            name=self.documents[AGENT_READY].ref,
+            association_name=f"{names.prefix}-{AGENT_READY}",
+            targets=[ssm.CfnAssociation.TargetProperty(key=f"tag:{CLUSTER_TAG}", values=[names.cluster])],
+        )

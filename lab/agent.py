@@ -138,6 +138,7 @@ class SsmAgents:
         self.knobs = knobs or AgentKnobs()
         self.agents: dict[str, Agent] = {}
         self.history: list[dict] = []  # every invocation the agents ran, for reports and assertions
+        self.associations: list[Any] = []  # lab.provision.AssociationSpec, applied on registration
         self._lock = threading.RLock()
         self._timers: list[threading.Timer] = []
         self._threads: list[threading.Thread] = []
@@ -153,9 +154,11 @@ class SsmAgents:
 
         def register() -> None:
             with self._lock:
-                if self.agents.get(instance_id) is agent and agent.online:
-                    agent.registered_at = _now()
-                    log.info("agent on %s registered", instance_id)
+                if self.agents.get(instance_id) is not agent or not agent.online:
+                    return
+                agent.registered_at = _now()
+                log.info("agent on %s registered", instance_id)
+            self._start(self._apply_associations, agent, name=f"assoc-{instance_id}")
 
         if delay <= 0:
             register()
@@ -184,6 +187,71 @@ class SsmAgents:
             agent.online = False
         for th in self._threads:
             th.join(timeout=0.1)
+
+    # -- State Manager ---------------------------------------------------------------------------------
+    def _start(self, target: Callable[..., None], *args: Any, name: str) -> None:
+        th = threading.Thread(target=target, args=args, daemon=True, name=name)
+        self._threads.append(th)
+        th.start()
+
+    def _apply_associations(self, agent: Agent) -> None:
+        """What State Manager does when an agent registers: apply every association targeting the
+        instance (by id or tag), once, and send its Instance Association State Change event."""
+        if not self.associations or self._closed:
+            return
+        instance = self.region.backend("ec2").get_instance(agent.instance_id)
+        tags = {t["key"]: t["value"] for t in instance.get_tags()}
+        for association in self.associations:
+            if _targets(association.targets, agent.instance_id, tags):
+                self._apply(agent, association)
+
+    def _apply(self, agent: Agent, association: Any) -> None:
+        content, version = self._document(self.region.backend("ssm"), association.document)
+        status, code, out, err = "Success", 0, "", ""
+        with agent.slots:
+            for step_name, script, step_timeout in render_commands(content, {}):
+                if not agent.online or self._closed:
+                    status = "Failed"
+                    break
+                try:
+                    proc = agent.node.run(
+                        ["sh", "-c", script],
+                        env=self.script_env(agent),
+                        timeout=step_timeout * self.knobs.timeout_scale,
+                    )
+                    out, err, code = proc.stdout or "", proc.stderr or "", proc.returncode
+                except Exception as e:
+                    out, err, code = "", f"failed to run commands: {e}\n", -1
+                self.history.append(
+                    {
+                        "association_id": association.association_id,
+                        "document": association.document,
+                        "instance_id": agent.instance_id,
+                        "step": step_name,
+                        "exit_code": code,
+                        "parameters": {},
+                        "stdout": out[-2000:],
+                        "stderr": err[-2000:],
+                    }
+                )
+                if code != 0:
+                    status = "Failed"
+                    break
+        if self._closed:
+            return
+        done = 1 if status == "Success" else 0
+        summary = f"1 out of 1 plugin processed, {done} success, {1 - done} failed, 0 timedout, 0 skipped."
+        self.emit(
+            self.factory.instance_association_state_change(
+                association.association_id,
+                agent.instance_id,
+                association.document,
+                version,
+                association.targets,
+                status,
+                summary,
+            )
+        )
 
     # -- moto patches ---------------------------------------------------------------------------------
     def install(self) -> None:
@@ -544,6 +612,21 @@ class SsmAgents:
                     }
                 )
         return out
+
+
+def _targets(targets: list[dict], instance_id: str, tags: dict[str, str]) -> bool:
+    """Association targets: every key must match (InstanceIds, or tag:<name> with one of the values)."""
+    for target in targets:
+        key, values = target.get("Key", ""), target.get("Values") or []
+        if key == "InstanceIds":
+            if instance_id not in values:
+                return False
+        elif key.startswith("tag:"):
+            if tags.get(key[4:]) not in values:
+                return False
+        else:
+            return False
+    return bool(targets)
 
 
 def _filters_match(command: Any, inv: dict, filters: list[dict]) -> bool:

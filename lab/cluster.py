@@ -141,6 +141,7 @@ class Lab:
         ).run()
         for w in self.stack.warnings:
             log.warning("template: %s", w)
+        self.agents.associations = self.stack.associations
         self.router.captured_buses.update(self.stack.buses)
         for rule in self.stack.rules:
             self.router.add_rule(rule)

@@ -120,6 +120,43 @@ class EventFactory:
             [self.instance_arn(instance_id)],
         )
 
+    def instance_association_state_change(
+        self,
+        association_id: str,
+        instance_id: str,
+        document_name: str,
+        document_version: str,
+        targets: list[dict],
+        status: str,
+        summary: str,
+    ) -> dict:
+        now = iso_now()
+        return self.envelope(
+            "aws.ssm",
+            "EC2 State Manager Instance Association State Change",
+            {
+                "association-id": association_id,
+                "instance-id": instance_id,
+                "document-name": document_name,
+                "document-version": document_version,
+                # AWS sends the targets as a JSON string with lower-case keys.
+                "targets": json.dumps([{"key": t["Key"], "values": t["Values"]} for t in targets]),
+                "creation-date": now,
+                "last-successful-execution-date": now if status == "Success" else "",
+                "last-execution-date": now,
+                "status": status,
+                "detailed-status": status,
+                "error-code": "",
+                "execution-summary": summary,
+                "output-url": "",
+                "instance-association-cwe-version": "1",
+            },
+            [
+                self.instance_arn(instance_id),
+                f"arn:aws:ssm:{self.region}:{self.account}:document/{document_name}",
+            ],
+        )
+
     def command_status(
         self,
         command_id: str,

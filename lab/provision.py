@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,15 @@ class AlarmSpec:
 
 
 @dataclass
+class AssociationSpec:
+    """A State Manager association (moto has none): the lab's agents apply it when they register."""
+
+    association_id: str
+    document: str
+    targets: list[dict[str, Any]]  # [{"Key": "tag:<name>" | "InstanceIds", "Values": [...]}]
+
+
+@dataclass
 class Provisioned:
     groups: dict[str, GroupInfo] = field(default_factory=dict)  # by name
     functions: dict[str, FunctionSpec] = field(default_factory=dict)  # by function name
@@ -53,6 +63,7 @@ class Provisioned:
     buses: list[str] = field(default_factory=list)
     queues: dict[str, str] = field(default_factory=dict)  # arn -> url
     documents: list[str] = field(default_factory=list)
+    associations: list[AssociationSpec] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
     buckets: list[str] = field(default_factory=list)
     skipped: dict[str, list[str]] = field(default_factory=dict)  # type -> logical ids the lab ignores
@@ -340,6 +351,12 @@ class Provisioner:
         )
         self.out.documents.append(name)
         return name, {}
+
+    def _create_AWS__SSM__Association(self, res: Any) -> tuple[str, dict]:
+        p = self._props(res)
+        association_id = str(uuid.uuid4())
+        self.out.associations.append(AssociationSpec(association_id, p["Name"], list(p.get("Targets") or [])))
+        return association_id, {"AssociationId": association_id}
 
     def _create_AWS__SSM__Parameter(self, res: Any) -> tuple[str, dict]:
         p = self._props(res)

@@ -1,4 +1,6 @@
-"""instance_state: EC2 Instance State-change Notifications.
+"""instance_state: EC2 Instance State-change Notifications, and the agent-ready association's
+State Manager Instance Association State Change (Success): the instance's SSM agent registered, so a
+join waiting for it bootstraps now instead of at its next poll.
 
 `running`: the join fallback (joins an instance of this cluster that has no join in flight and has
 not joined; a no-op when the lifecycle event got there first). `shutting-down` / `terminated`: the
@@ -22,8 +24,13 @@ tracer = Tracer()
 
 
 def process(event: dict) -> dict:
-    change = inputs.instance_state_change(EventBridgeEvent(event))
-    if change.state == "running":
+    change = inputs.instance_event(EventBridgeEvent(event))
+    if isinstance(change, inputs.AgentReady):
+        if change.status != "Success":
+            decision = Decision("ignore", f"agent-ready association {change.status}")
+        else:
+            decision = runtime.get(settings).join.agent_registered(change.stimulus())
+    elif change.state == "running":
         decision = runtime.get(settings).join.request(change.join_request())
     elif change.state in ("shutting-down", "terminated"):
         decision = runtime.get(settings).leave.request(change.leave_request())
@@ -37,7 +44,7 @@ def process(event: dict) -> dict:
 @metrics.log_metrics
 @event_source(data_class=EventBridgeEvent)
 def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
-    change = parse_or_reject(inputs.instance_state_change, event, logger)
+    change = parse_or_reject(inputs.instance_event, event, logger)
     logger.append_keys(instance_id=change.instance_id, correlation_id=change.correlation_id)
     rt = runtime.get(settings)
     once = rt.once(process)

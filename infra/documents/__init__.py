@@ -5,6 +5,11 @@ A document is that file behind a prelude that exports each document parameter as
 (``Role`` -> ``SK_ROLE``). Every parameter has an ``allowedPattern`` that admits no quote, space or
 shell metacharacter, so the SSM agent's ``{{ Name }}`` substitution cannot inject shell.
 
+Shell that several documents need lives once, in an include file ``_<name>.sh`` next to them (not
+a document; its first line is ``# shellcheck shell=sh`` so shellcheck lints it alone). A script line
+``# @include _<name>.sh`` is replaced by that file's other lines when the document is built, so each
+document stays self-contained: the instance runs it alone.
+
 Contract with the control plane (layers/) and the lab: the action names, the parameter names and
 what each script prints on its last stdout line (``RESULT_FORMATS``, and each script's header).
 ``render_commands()`` renders what the SSM agent would run (the lab uses it); ``parse_result()`` reads
@@ -65,6 +70,7 @@ PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     "leave-swarm": (),
     "rotate-tokens": (_PREFIX, _KMS_KEY, _REGION),
     "describe-swarm": (_PREFIX, _REGION),
+    "agent-ready": (),
 }
 
 ACTIONS: tuple[str, ...] = tuple(PARAMETERS)
@@ -77,6 +83,7 @@ RESULT_FORMATS: dict[str, str] = {
     "remove-node": "node-id=<id> removed=true",
     "leave-swarm": "left=true",
     "rotate-tokens": "rotated=worker,manager",
+    "agent-ready": "agent=ready",
     "describe-swarm": "nodes=<count> (after one line per node: "
     "<id> <role> <state> <availability> <leader|reachable|unreachable|-> <ip> <hostname>)",
 }
@@ -90,10 +97,47 @@ def document_name(cluster_name: str, action: str) -> str:
     return f"swarmkeeper-{cluster_name}-{action}"
 
 
+INCLUDE_MARKER = "# @include "
+_INCLUDE_LINE = re.compile(r"# @include (_[a-z0-9-]+\.sh)")
+_INCLUDE_FIRST_LINE = "# shellcheck shell=sh"
+
+
+def include_paths() -> list[Path]:
+    """The include files (``_<name>.sh``): shell shared by several documents, never a document."""
+    return sorted(DOCUMENTS_DIR.glob("_*.sh"))
+
+
+def _include_lines(line: str, where: str) -> list[str]:
+    match = _INCLUDE_LINE.fullmatch(line)
+    if match is None:
+        raise ValueError(f"{where}: {line!r} is not `{INCLUDE_MARKER}_<name>.sh`")
+    path = DOCUMENTS_DIR / match[1]
+    if not path.is_file():
+        raise ValueError(f"{where}: {path.name} does not exist")
+    first, *rest = path.read_text().splitlines()
+    if first != _INCLUDE_FIRST_LINE:
+        raise ValueError(f"{path.name}: the first line must be {_INCLUDE_FIRST_LINE!r}")
+    if any(other.startswith(INCLUDE_MARKER) for other in rest):
+        raise ValueError(f"{path.name}: an include file cannot include another")
+    return rest
+
+
+def script_lines(action: str) -> list[str]:
+    """The action's script as its document carries it: every ``# @include _<name>.sh`` line replaced
+    by that include file's lines after its first."""
+    lines: list[str] = []
+    for line in script_path(action).read_text().splitlines():
+        if line.startswith(INCLUDE_MARKER):
+            lines.extend(_include_lines(line, f"{action}.sh"))
+        else:
+            lines.append(line)
+    return lines
+
+
 def run_command_lines(action: str) -> list[str]:
-    """The document's aws:runShellScript lines: parameter exports, then the script file."""
+    """The document's aws:runShellScript lines: parameter exports, then the script (includes in place)."""
     exports = [f"export {p.env_name}='{{{{ {p.name} }}}}'" for p in PARAMETERS[action]]
-    return [*exports, *script_path(action).read_text().splitlines()]
+    return [*exports, *script_lines(action)]
 
 
 def render_commands(action: str, values: dict[str, str]) -> str:

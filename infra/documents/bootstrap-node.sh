@@ -69,22 +69,7 @@ swarm_state() { docker info -f "${o}.Swarm.LocalNodeState${c} ${o}.Swarm.Control
 
 # --- Parameter Store ----------------------------------------------------------------------------
 
-# put_secure NAME FILE: FILE holds the token. The request goes through a 0600 JSON file, so the value
-# is never an argument of any process.
-put_secure() {
-	token=$(cat "$2")
-	case "$token" in
-	SWMTKN-*[!A-Za-z0-9-]* | "") fail "unexpected join token format for $1" ;;
-	SWMTKN-*) ;;
-	*) fail "unexpected join token format for $1" ;;
-	esac
-	printf '{"Name": "%s", "Type": "SecureString", "KeyId": "%s", "Overwrite": true, "Value": "%s"}\n' \
-		"$1" "$SK_KMS_KEY_ID" "$token" >"$TMPD/put.json"
-	token=
-	aws ssm put-parameter --region "$SK_REGION" --cli-input-json "file://$TMPD/put.json" \
-		>/dev/null 2>"$TMPD/err" || { rm -f "$TMPD/put.json"; fail "put-parameter $1 failed: $(mask <"$TMPD/err")"; }
-	rm -f "$TMPD/put.json"
-}
+# @include _tokens.sh
 
 # put_string NAME VALUE: writes only when the value changed (PutParameter has a low rate limit).
 put_string() {

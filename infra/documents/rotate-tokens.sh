@@ -26,21 +26,7 @@ TMPD=$(mktemp -d)
 trap 'rm -rf "$TMPD"' EXIT
 trap 'exit 130' INT TERM
 
-# put_secure NAME FILE: FILE holds the token; the request goes through a 0600 JSON file.
-put_secure() {
-	token=$(cat "$2")
-	case "$token" in
-	SWMTKN-*[!A-Za-z0-9-]* | "") fail "unexpected join token format for $1" ;;
-	SWMTKN-*) ;;
-	*) fail "unexpected join token format for $1" ;;
-	esac
-	printf '{"Name": "%s", "Type": "SecureString", "KeyId": "%s", "Overwrite": true, "Value": "%s"}\n' \
-		"$1" "$SK_KMS_KEY_ID" "$token" >"$TMPD/put.json"
-	token=
-	aws ssm put-parameter --region "$SK_REGION" --cli-input-json "file://$TMPD/put.json" \
-		>/dev/null 2>"$TMPD/err" || { rm -f "$TMPD/put.json"; fail "put-parameter $1 failed: $(mask <"$TMPD/err")"; }
-	rm -f "$TMPD/put.json"
-}
+# @include _tokens.sh
 
 for role in worker manager; do
 	docker swarm join-token --rotate -q "$role" >"$TMPD/token" 2>"$TMPD/err" ||

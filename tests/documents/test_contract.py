@@ -14,6 +14,7 @@ from infra.documents import (
     PARAMETERS,
     RESULT_FORMATS,
     document_content,
+    include_paths,
     parse_result,
     render_commands,
     run_command_lines,
@@ -34,12 +35,38 @@ def test_every_action_has_a_posix_script_with_a_documented_last_line(action):
     assert "Last stdout line" in text
 
 
-def test_scripts_are_shellcheck_clean():
+@pytest.mark.parametrize("path", include_paths(), ids=lambda p: p.name)
+def test_every_include_file_is_posix_shell_lintable_alone(path):
+    # Given a file of shell that documents include (never a document itself)
+    text = path.read_text()
+    # Then shellcheck knows its shell without a shebang, and it obeys the scripts' hygiene
+    assert text.startswith("# shellcheck shell=sh\n")
+    assert path.stem.lstrip("_") not in ACTIONS
+    assert not re.search(r"^\s*set -[a-z]*x", text, re.M), "never trace: tokens would be printed"
+    assert "{{" not in text and "}}" not in text, "a double brace is SSM parameter syntax"
+
+
+def _shellcheck() -> str:
     shellcheck = str(VENV_SHELLCHECK) if VENV_SHELLCHECK.exists() else shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck not installed")
-    scripts = [str(script_path(a)) for a in ACTIONS]
-    proc = subprocess.run([shellcheck, "-s", "sh", *scripts], capture_output=True, text=True)
+    return shellcheck
+
+
+def test_scripts_are_shellcheck_clean():
+    scripts = [str(script_path(a)) for a in ACTIONS] + [str(p) for p in include_paths()]
+    proc = subprocess.run([_shellcheck(), "-s", "sh", *scripts], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_each_document_as_synthesized_is_shellcheck_clean(action, tmp_path):
+    # Given the document's shell exactly as synthesized (exports, then the script with its includes)
+    lines = document_content(action)["mainSteps"][0]["inputs"]["runCommand"]
+    path = tmp_path / f"{action}.sh"
+    path.write_text("\n".join(lines) + "\n")
+    # When shellcheck reads it as the POSIX sh the agent runs / Then it reports nothing
+    proc = subprocess.run([_shellcheck(), "-s", "sh", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
 
 

@@ -39,6 +39,7 @@ CONTRACT_ENV = {
 }
 RULE_TARGETS = {
     "swarmkeeper-demo-instance-state": "instance-state",
+    "swarmkeeper-demo-agent-ready": "instance-state",
     "swarmkeeper-demo-lifecycle-action": "lifecycle-action",
     "swarmkeeper-demo-interruption": "interruption",
     "swarmkeeper-demo-command-status": "command-status",

@@ -20,6 +20,7 @@ EVENT_KINDS = (
     "ec2-instance-rebalance-recommendation",
     "ec2-command-invocation-status-change-notification",
     "ec2-command-status-change-notification",
+    "ec2-state-manager-instance-association-state-change",
     "cloudwatch-alarm-state-change",
     "scheduled-event",
 )
@@ -35,6 +36,7 @@ EXPECTED = {
         "ec2-instance-rebalance-recommendation",
     },
     "swarmkeeper-demo-command-status": {"ec2-command-invocation-status-change-notification"},
+    "swarmkeeper-demo-agent-ready": {"ec2-state-manager-instance-association-state-change"},
     "swarmkeeper-demo-alarm": {"cloudwatch-alarm-state-change"},
 }
 
@@ -129,6 +131,23 @@ def test_command_status_rule_takes_every_own_document(demo, action):
 def test_command_status_rule_ignores_other_documents(demo, document):
     event = variant_of("ec2-command-invocation-status-change-notification", **{"document-name": document})
     assert not matches(demo, "swarmkeeper-demo-command-status", event)
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        ({}, True),
+        ({"status": "Failed"}, False),
+        ({"status": "Pending"}, False),
+        ({"document-name": "swarmkeeper-demo-2-agent-ready"}, False),
+        ({"document-name": "AWS-GatherSoftwareInventory"}, False),
+    ],
+)
+def test_agent_ready_rule_takes_only_the_own_association_succeeding(demo, detail, expected):
+    # Given the agent-ready association's documented status event, as is or changed
+    event = variant_of("ec2-state-manager-instance-association-state-change", **detail)
+    # Then only a Success of this cluster's own agent-ready document reaches the join flow
+    assert matches(demo, "swarmkeeper-demo-agent-ready", event) is expected
 
 
 @pytest.mark.parametrize("what", ["nodes-down", "quorum-at-risk", "dlq-depth", "function-errors"])

@@ -103,6 +103,22 @@ def test_one_command_document_per_action_with_the_contract_name_and_content(demo
         assert document["UpdateMethod"] == "NewVersion"
 
 
+def test_agent_ready_association_targets_every_instance_of_the_cluster_once(demo):
+    # Given the synthesized stack
+    (association,) = demo.of_type("AWS::SSM::Association").values()
+    props = association["Properties"]
+    (document_id,) = [
+        k
+        for k, r in demo.of_type("AWS::SSM::Document").items()
+        if r["Properties"]["Name"] == "swarmkeeper-demo-agent-ready"
+    ]
+    # Then it runs the agent-ready document (a Ref: created after it) on the cluster's tagged instances,
+    # with no schedule: once per instance, when its agent registers
+    assert props["Name"] == {"Ref": document_id}
+    assert props["Targets"] == [{"Key": "tag:swarmkeeper:cluster", "Values": ["demo"]}]
+    assert "ScheduleExpression" not in props and "Parameters" not in props
+
+
 def test_the_stack_creates_no_parameters(demo):
     # Given the contract: managers write the (SecureString) parameters, CloudFormation cannot
     demo.template.resource_count_is("AWS::SSM::Parameter", 0)

@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from lab.agent import AgentKnobs, SsmAgents, render_commands
+from lab.provision import AssociationSpec
 from tests.lab.helpers import FakeNode, embedded_region, factory
 
 DOC = {
@@ -163,3 +164,55 @@ def test_describe_instance_information_lists_registered_agents(lab_ssm):
     agents.attach(iid, FakeNode(), "10.97.0.5", "host", delay=0)
     info = ssm.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": [iid]}])
     assert [(i["InstanceId"], i["PingStatus"]) for i in info["InstanceInformationList"]] == [(iid, "Online")]
+
+
+def _association_events(events, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [
+            e for e in events if e["detail-type"] == "EC2 State Manager Instance Association State Change"
+        ]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
+def test_registering_agent_applies_the_associations_that_target_it(lab_ssm):
+    agents, _, iid, events = lab_ssm
+    # Given an association on the tag swarmkeeper:cluster=demo, and an instance with that tag
+    agents.associations = [
+        AssociationSpec("a-1", "test-doc", [{"Key": "tag:swarmkeeper:cluster", "Values": ["demo"]}]),
+        AssociationSpec("a-2", "test-doc", [{"Key": "tag:swarmkeeper:cluster", "Values": ["other"]}]),
+    ]
+    agents.region.client("ec2").create_tags(
+        Resources=[iid], Tags=[{"Key": "swarmkeeper:cluster", "Value": "demo"}]
+    )
+    node = FakeNode()
+    # When its agent registers
+    agents.attach(iid, node, "10.97.0.5", "host", delay=0.2)
+    # Then the matching association ran its document on the node (default parameters) and its
+    # documented status event says Success for that instance; the other association did not run
+    (event,) = _association_events(events)
+    assert event["source"] == "aws.ssm"
+    assert event["detail"]["association-id"] == "a-1"
+    assert event["detail"]["instance-id"] == iid
+    assert event["detail"]["document-name"] == "test-doc"
+    assert event["detail"]["status"] == "Success"
+    assert json.loads(event["detail"]["targets"]) == [{"key": "tag:swarmkeeper:cluster", "values": ["demo"]}]
+    assert event["resources"][0].endswith(f":instance/{iid}")
+    assert len(node.ran) == 1
+
+
+def test_association_whose_script_fails_reports_failed(lab_ssm):
+    agents, ssm, iid, events = lab_ssm
+    # Given an association whose document exits 1 (the default Code is 0: a failing copy of the doc)
+    failing = json.loads(json.dumps(DOC).replace("exit {{ Code }}", "exit 1"))
+    ssm.create_document(
+        Name="failing-doc", Content=json.dumps(failing), DocumentType="Command", DocumentFormat="JSON"
+    )
+    agents.associations = [AssociationSpec("a-3", "failing-doc", [{"Key": "InstanceIds", "Values": [iid]}])]
+    # When the agent registers / Then the event says Failed
+    agents.attach(iid, FakeNode(), "10.97.0.5", "host", delay=0)
+    (event,) = _association_events(events)
+    assert event["detail"]["status"] == "Failed"

@@ -401,6 +401,14 @@ class World:
         )
         return self.invoke("instance_state", event)
 
+    def agent_ready(self, instance_id: str, event_id: str | None = None, status: str = "Success") -> Any:
+        event = load_event(
+            "ec2-state-manager-instance-association-state-change",
+            event_id=event_id,
+            **{"instance-id": instance_id, "status": status},
+        )
+        return self.invoke("instance_state", event)
+
     def _group_of(self, instance_id: str) -> str:
         return self.tags(instance_id).get("aws:autoscaling:groupName", WORKERS)
 

@@ -544,6 +544,39 @@ def test_api_calls_per_join(world, manager):
     assert len(ops) <= 40, ops
 
 
+def test_agent_ready_event_bootstraps_a_waiting_join_without_its_poll(world, manager):
+    # Given a worker whose launch event found its SSM agent not registered (a poll step is pending)
+    (w,) = world.workers(1)
+    world.fakes.unregistered_agents.add(w)
+    world.lifecycle(w)
+    (poll,) = world.steps_sent()
+    assert not [s for s in world.sent("bootstrap-node") if s.instance_id == w]
+
+    # When the agent registers and the agent-ready association's Success event arrives (twice)
+    world.fakes.unregistered_agents.discard(w)
+    world.agent_ready(w, event_id="assoc-1")
+    world.agent_ready(w, event_id="assoc-1")
+
+    # Then bootstrap-node is sent at once, once, and the pending poll finds nothing to do
+    assert len([s for s in world.sent("bootstrap-node") if s.instance_id == w]) == 1
+    event = load_event("unit-sqs-step")
+    world.clock.advance(poll["DelaySeconds"])
+    world.invoke("steps", {"Records": [dict(event["Records"][0], body=poll["MessageBody"], messageId="p")]})
+    assert len([s for s in world.sent("bootstrap-node") if s.instance_id == w]) == 1
+
+
+def test_agent_ready_event_without_a_join_or_failed_changes_nothing(world, manager):
+    # Given a worker with no join yet, and one whose association failed
+    (w,) = world.workers(1)
+    # When the agent-ready events arrive
+    ignored = world.agent_ready(w)
+    failed = world.agent_ready(w, status="Failed")
+    # Then nothing is sent and nothing starts (its launch event will start the join)
+    assert ignored["outcome"] == "ignore" and failed["outcome"] == "ignore"
+    assert all(s.instance_id != w for s in world.sent("bootstrap-node"))
+    assert world.op(w) is None
+
+
 def test_duplicated_step_message_runs_once(world, manager):
     # Given a worker waiting for its SSM agent, whose step message SQS delivers twice
     (w,) = world.workers(1)

@@ -14,6 +14,7 @@ from swarmkeeper.domain.join import (
     NODE_JOINED,
     AcquireInitLock,
     AgentNotReady,
+    AgentRegistered,
     CommandFinished,
     CompleteLifecycle,
     CreateOp,
@@ -342,11 +343,11 @@ def test_backoff_grows_is_capped_and_stops_at_the_deadline():
     assert POLICY.backoff(5, NOW, NOW - 3) == 1
 
 
-def test_agent_poll_is_short_capped_and_stops_at_the_deadline():
-    # Given the agent-registration poll / When it is asked again and again
+def test_agent_poll_is_capped_and_stops_at_the_deadline():
+    # Given the agent-registration poll (the fallback when the agent-ready event does not come)
     delays = [POLICY.agent_poll(n, NOW, NOW + 10_000) for n in range(6)]
-    # Then it starts at 2 s, doubles, and never waits more than 10 s (nothing announces an agent)
-    assert delays == [2, 4, 8, 10, 10, 10]
+    # Then it starts at 5 s, doubles, and never waits more than 30 s
+    assert delays == [5, 10, 20, 30, 30, 30]
     assert POLICY.agent_poll(3, NOW, NOW + 3) == 3
     assert POLICY.agent_poll(3, NOW, NOW - 3) == 1
 
@@ -355,9 +356,36 @@ def test_agent_not_ready_waits_on_the_short_poll_not_the_general_backoff():
     # Given a waiting join whose SendCommand was refused (agent not registered) for the 3rd time
     waiting = op(stage=Stage.WAITING, attempts=2)
     d = decide(AgentNotReady(ME, waiting.version), instance(), ClusterState(True), waiting, NOW, POLICY)
-    # Then the next try is scheduled after the agent poll's 8 s, not the general backoff's 40 s
+    # Then the next try is scheduled after the agent poll's 20 s, not the general backoff's 40 s
     (step,) = [a for a in d.actions if isinstance(a, ScheduleStep)]
-    assert step.delay_seconds == 8
+    assert step.delay_seconds == 20
+
+
+def test_agent_registered_starts_the_waiting_join_now():
+    # Given a join waiting for its agent (a poll step pending for version 3)
+    waiting = op(stage=Stage.WAITING, attempts=1)
+    # When the agent-ready association reports the agent registered
+    d = decide(AgentRegistered(ME, "evt-9"), instance(), ClusterState(True), waiting, NOW, POLICY)
+    # Then the bootstrap starts at once, as the next version (the pending poll becomes stale)
+    (run,) = [a for a in d.actions if isinstance(a, RunBootstrap)]
+    assert run.mode is Mode.JOIN and run.then.version == waiting.version + 1
+
+
+@pytest.mark.parametrize(
+    "stage", [Stage.BOOTSTRAPPING, Stage.VERIFYING, Stage.AWAITING_VERIFIER, Stage.JOINED, Stage.FAILED]
+)
+def test_agent_registered_changes_nothing_unless_the_join_waits(stage):
+    # Given a join past waiting (or closed) / When the agent-ready event arrives (late, or twice)
+    d = decide(AgentRegistered(ME), instance(), ClusterState(True), op(stage=stage), NOW, POLICY)
+    # Then nothing happens
+    assert d.outcome == "ignore" and d.actions == ()
+
+
+def test_agent_registered_before_any_join_is_ignored():
+    # Given no join yet (the association ran before the launch event was handled)
+    d = decide(AgentRegistered(ME), instance(), ClusterState(True), None, NOW, POLICY)
+    # Then nothing starts here: the launch event starts the join and finds the agent registered
+    assert d.outcome == "ignore" and d.actions == ()
 
 
 def test_rotated_token_refusal_is_retried_once():

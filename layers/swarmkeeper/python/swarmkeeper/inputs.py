@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from swarmkeeper.domain.errors import MalformedEvent
-from swarmkeeper.domain.join import JoinRequested, StepDue
+from swarmkeeper.domain.join import AgentRegistered, JoinRequested, StepDue
 from swarmkeeper.domain.leave import (
     VIA_LIFECYCLE,
     VIA_REBALANCE,
@@ -27,6 +27,7 @@ LAUNCH_ACTION = "EC2 Instance-launch Lifecycle Action"
 TERMINATE_ACTION = "EC2 Instance-terminate Lifecycle Action"
 STATE_CHANGE = "EC2 Instance State-change Notification"
 INVOCATION_STATUS = "EC2 Command Invocation Status-change Notification"
+ASSOCIATION_STATE = "EC2 State Manager Instance Association State Change"
 SPOT_WARNING = "EC2 Spot Instance Interruption Warning"
 REBALANCE = "EC2 Instance Rebalance Recommendation"
 ALARM_STATE = "CloudWatch Alarm State Change"
@@ -67,6 +68,18 @@ class InstanceStateChange:
 
     def leave_request(self) -> LeaveRequested:
         return LeaveRequested(self.instance_id, VIA_STATE, self.correlation_id)
+
+
+@dataclass(frozen=True)
+class AgentReady:
+    """The agent-ready association ran on an instance: its SSM agent registered."""
+
+    instance_id: str
+    status: str
+    correlation_id: str
+
+    def stimulus(self) -> AgentRegistered:
+        return AgentRegistered(self.instance_id, self.correlation_id)
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,22 @@ def instance_state_change(event: EventBridgeEvent) -> InstanceStateChange:
         state=_field(event_id, detail, "state"),
         correlation_id=event_id,
     )
+
+
+def agent_ready(event: EventBridgeEvent) -> AgentReady:
+    event_id, detail = _envelope(event, (ASSOCIATION_STATE,))
+    return AgentReady(
+        instance_id=_field(event_id, detail, "instance-id", _INSTANCE_ID),
+        status=_field(event_id, detail, "status"),
+        correlation_id=event_id,
+    )
+
+
+def instance_event(event: EventBridgeEvent) -> InstanceStateChange | AgentReady:
+    """What the instance_state function receives: an EC2 state change or the agent-ready signal."""
+    if isinstance(event.raw_event, dict) and event.raw_event.get("detail-type") == ASSOCIATION_STATE:
+        return agent_ready(event)
+    return instance_state_change(event)
 
 
 def command_status_change(event: EventBridgeEvent) -> CommandStatusChange:

@@ -35,11 +35,12 @@ class JoinPolicy:
     init_lock_seconds: int = 1080
     backoff_base_seconds: int = 10
     backoff_cap_seconds: int = 120
-    # Nothing announces that an SSM agent registered: it is polled (a SendCommand that AWS refuses) on
-    # its own short, capped backoff (2, 4, 8, 10, 10 ... s), so a join starts at most ~10 s after the
-    # agent is up; the general backoff (10, 20, 40 ... 120 s) made every join wait out most of a step.
-    agent_poll_base_seconds: int = 2
-    agent_poll_cap_seconds: int = 10
+    # An agent that registers runs the cluster's agent-ready association, whose status event
+    # (AgentRegistered) starts the bootstrap at once. The agent is also polled (a SendCommand that AWS
+    # refuses) on its own capped backoff (5, 10, 20, 30, 30 ... s), in case that event never comes:
+    # EventBridge delivers AWS service events on a best-effort basis.
+    agent_poll_base_seconds: int = 5
+    agent_poll_cap_seconds: int = 30
     token_retries: int = 1
     # TTL of an op item: open ones outlive the longest lifecycle hook (7200 s) with margin; closed ones
     # linger a day so late duplicates of the launch event are recognised.
@@ -86,6 +87,14 @@ class StepDue:
 
 
 @dataclass(frozen=True)
+class AgentRegistered:
+    """The instance's SSM agent registered: the agent-ready association ran on it."""
+
+    instance_id: str
+    correlation_id: str = ""
+
+
+@dataclass(frozen=True)
 class AgentNotReady:
     """SendCommand said InvalidInstanceId: the instance's SSM agent has not registered yet."""
 
@@ -108,7 +117,7 @@ class CommandFinished:
     detail: str = ""  # redacted excerpt of the command's stderr/stdout
 
 
-Stimulus = JoinRequested | StepDue | AgentNotReady | CommandFinished
+Stimulus = JoinRequested | StepDue | AgentRegistered | AgentNotReady | CommandFinished
 
 # ------------------------------------------------------------------------------------- actions
 
@@ -240,6 +249,8 @@ def decide(
             return _on_join_requested(stimulus, instance, cluster, op, now, policy)
         case StepDue():
             return _on_step(stimulus, instance, cluster, op, now, policy)
+        case AgentRegistered():
+            return _on_agent_registered(stimulus, instance, cluster, op, now, policy)
         case AgentNotReady():
             return _on_agent_not_ready(stimulus, instance, cluster, op, now, policy)
         case CommandFinished():
@@ -310,6 +321,22 @@ def _on_step(
             return _fail(op, "no joined manager to verify the node from", cluster, now, policy)
         return _verify_or_wait(op, op.node_id, cluster, now, policy)
     return _ignore(f"command in flight ({op.stage})")
+
+
+def _on_agent_registered(
+    s: AgentRegistered,
+    instance: InstanceFacts | None,
+    cluster: ClusterState,
+    op: JoinOp | None,
+    now: float,
+    policy: JoinPolicy,
+) -> Decision:
+    if op is None:
+        return _ignore("no join in flight (its launch event will find the agent registered)")
+    if op.stage is not Stage.WAITING:
+        return _ignore(f"join is {op.stage}, not waiting")
+    # What the next poll would do, now: the pending poll's step finds a newer version and is dropped.
+    return _on_step(StepDue(s.instance_id, op.version, s.correlation_id), instance, cluster, op, now, policy)
 
 
 def _on_agent_not_ready(

@@ -1,7 +1,8 @@
 """The join flow: an Auto Scaling instance becomes a Ready swarm node before it goes InService.
 
 Entry points (one per kind of input): ``request`` (launch lifecycle action / `running` fallback),
-``step`` (delayed re-delivery from the step queue), ``command_finished`` (SSM status change of a
+``step`` (delayed re-delivery from the step queue), ``agent_registered`` (the agent-ready
+association's status event: the SSM agent is up), ``command_finished`` (SSM status change of a
 bootstrap-node or verify-node command). Each gathers facts, asks ``domain.join.decide`` and executes
 the actions in order.
 """
@@ -28,6 +29,7 @@ from swarmkeeper.domain.join import (
     AcquireInitLock,
     Action,
     AgentNotReady,
+    AgentRegistered,
     CommandFinished,
     CompleteLifecycle,
     CreateOp,
@@ -111,6 +113,9 @@ class JoinFlow:
         return self._run(stimulus)
 
     def step(self, stimulus: StepDue) -> Decision:
+        return self._run(stimulus)
+
+    def agent_registered(self, stimulus: AgentRegistered) -> Decision:
         return self._run(stimulus)
 
     def command_finished(
