@@ -397,6 +397,21 @@ def test_rotated_token_refusal_is_retried_once():
     assert d.outcome == "failed"
 
 
+@pytest.mark.parametrize("gone", [None, "shutting-down", "terminated"])
+def test_verified_node_whose_instance_is_gone_is_not_continued(gone):
+    # Given a worker verified Ready while its instance was terminated (or is no longer found)
+    verifying = op(stage=Stage.VERIFYING)
+    ready = CommandFinished(
+        ME, "cmd-1", "verify-node", "Success", "e", verify=VerifyResult(NODE, "ready", Role.WORKER)
+    )
+    inst = None if gone is None else instance(state=gone)
+    # When the verify-node Success arrives
+    d = decide(ready, inst, ClusterState(), verifying, NOW, POLICY)
+    # Then the join fails without a lifecycle action or a tag (the exit flow removes the node)
+    assert d.outcome == "failed"
+    assert not [a for a in d.actions if isinstance(a, (CompleteLifecycle, TagNode, RecordNode))]
+
+
 def test_init_success_publishes_and_releases_then_verifies_on_itself():
     booting = op(Role.MANAGER, Stage.BOOTSTRAPPING, mode=Mode.INIT)
     done = CommandFinished(

@@ -437,6 +437,12 @@ def _after_verify(
         seen = f"{v.node_id} {v.state} {v.role}" if v else "nothing"
         reason = f"verify-node saw {seen}, expected {op.node_id} ready {op.role}"
         return _fail(op, reason, cluster, now, policy, complete=_alive(instance))
+    if not _alive(instance):
+        # Ready, but its instance is gone: nothing to CONTINUE or tag; the instance's shutting-down /
+        # terminated event removes the node from the swarm.
+        state = instance.state if instance else "not found"
+        reason = f"node {op.node_id} is ready but its instance is {state}"
+        return _fail(op, reason, cluster, now, policy, complete=False)
     closed = _next(op, stage=Stage.JOINED, reason="joined")
     return Decision(
         "joined",

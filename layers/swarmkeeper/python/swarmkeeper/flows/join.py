@@ -3,8 +3,11 @@
 Entry points (one per kind of input): ``request`` (launch lifecycle action / `running` fallback),
 ``step`` (delayed re-delivery from the step queue), ``agent_registered`` (the agent-ready
 association's status event: the SSM agent is up), ``command_finished`` (SSM status change of a
-bootstrap-node or verify-node command). Each gathers facts, asks ``domain.join.decide`` and executes
-the actions in order.
+bootstrap-node or verify-node command). Each runs ``flows.loop``: gather facts, ask
+``domain.join.decide``, execute the actions in order. Two actions send it back for another decision
+(``AcquireInitLock``; ``RunBootstrap`` refused because the SSM agent has not registered); that
+decision reuses the instance, the op as this run saved it and the cluster facts, except after a
+write of the init lock: then whether the cluster exists and who holds the lock are read again.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from swarmkeeper.domain.join import (
     decide,
 )
 from swarmkeeper.domain.models import ClusterState, InstanceFacts, JoinOp, LifecycleResult, Role, Stage
+from swarmkeeper.flows import loop
+from swarmkeeper.flows.loop import Known, Redecide, Stop
 from swarmkeeper.flows.managers import joined_managers_healthy_first
 from swarmkeeper.settings import RuntimeSettings
 
@@ -58,6 +63,7 @@ BOOTSTRAP = "bootstrap-node"
 VERIFY = "verify-node"
 MAX_ROUNDS = 4  # decide -> execute -> (lock taken / agent not ready) -> decide again
 _COMMENT = re.compile(r"^swarmkeeper join (i-[0-9a-f]+)$")
+_SWARM = "swarm"  # Known: whether the cluster exists and the init lock, read together
 
 
 class JoinNotSettled(SwarmkeeperError):
@@ -65,13 +71,10 @@ class JoinNotSettled(SwarmkeeperError):
 
 
 @dataclass(frozen=True)
-class _Redecide(Exception):
-    stimulus: Stimulus
-
-
-@dataclass(frozen=True)
-class _Stop(Exception):
-    reason: str
+class _Facts:
+    instance: InstanceFacts | None
+    cluster: ClusterState
+    op: JoinOp | None
 
 
 def join_comment(instance_id: str) -> str:
@@ -133,78 +136,69 @@ class JoinFlow:
     # --- loop ------------------------------------------------------------------------------
 
     def _run(self, stimulus: Stimulus) -> Decision:
-        for _ in range(MAX_ROUNDS):
-            instance = self.a.instances.describe(stimulus.instance_id)
-            op = self.a.state.get_op(stimulus.instance_id)
-            cluster = self._cluster_state(stimulus, op)
-            decision = decide(stimulus, instance, cluster, op, self.clock(), self.policy)
-            logger.info(
-                "join decision",
-                extra={
-                    "instance_id": stimulus.instance_id,
-                    "stimulus": type(stimulus).__name__,
-                    "stage": str(op.stage) if op else None,
-                    "outcome": decision.outcome,
-                    "reason": outputs.redact(decision.reason),
-                    "actions": [type(a).__name__ for a in decision.actions],
-                },
-            )
-            try:
-                for action in decision.actions:
-                    self._execute(action, instance)
-            except _Redecide as again:
-                stimulus = again.stimulus
-                continue
-            except _Stop as stop:
-                logger.info(
-                    "join stopped", extra={"instance_id": stimulus.instance_id, "reason": stop.reason}
-                )
-                return Decision("stopped", stop.reason)
-            return decision
-        raise JoinNotSettled(f"join of {stimulus.instance_id} did not settle after {MAX_ROUNDS} rounds")
+        return loop.run(
+            "join", stimulus, self._gather, self._decide, self._execute, MAX_ROUNDS, JoinNotSettled
+        )
 
-    def _cluster_state(self, stimulus: Stimulus, op: JoinOp | None) -> ClusterState:
+    def _decide(self, stimulus: Stimulus, facts: _Facts) -> Decision:
+        return decide(stimulus, facts.instance, facts.cluster, facts.op, self.clock(), self.policy)
+
+    def _gather(self, stimulus: Stimulus, known: Known) -> _Facts:
+        iid = stimulus.instance_id
+        instance = known.get(("instance", iid), lambda: self.a.instances.describe(iid))
+        op = known.take(("op", iid), lambda: self.a.state.get_op(iid))
+        return _Facts(instance, self._cluster_state(stimulus, op, known), op)
+
+    def _cluster_state(self, stimulus: Stimulus, op: JoinOp | None, known: Known) -> ClusterState:
         """Only the facts the decision can use for this op's stage (saves calls)."""
-        if (op is None and isinstance(stimulus, JoinRequested)) or (
-            op is not None and op.stage is Stage.WAITING
-        ):
-            return ClusterState(
-                initialized=self.a.parameters.cluster_id() is not None, init_lock=self.a.state.get_lock()
-            )
+        if isinstance(stimulus, JoinRequested):
+            # With a join in flight the request is ignored, whatever the cluster looks like.
+            return known.get(_SWARM, self._swarm_state) if op is None else ClusterState()
+        if op is not None and op.stage is Stage.WAITING:
+            return known.get(_SWARM, self._swarm_state)
         if (
             op is not None
             and op.role is Role.WORKER
             and op.stage in (Stage.BOOTSTRAPPING, Stage.AWAITING_VERIFIER)
-            and not isinstance(stimulus, JoinRequested)
         ):
             return ClusterState(initialized=True, managers=self._managers_by_health())
         return ClusterState()
+
+    def _swarm_state(self) -> ClusterState:
+        return ClusterState(
+            initialized=self.a.parameters.cluster_id() is not None, init_lock=self.a.state.get_lock()
+        )
 
     def _managers_by_health(self) -> tuple[str, ...]:
         return joined_managers_healthy_first(self.a.instances, self.a.state, self.settings.manager_group_name)
 
     # --- actions ---------------------------------------------------------------------------
 
-    def _execute(self, action: Action, instance: InstanceFacts | None) -> None:
+    def _execute(self, action: Action, facts: _Facts, known: Known) -> None:
         s, a = self.settings, self.a
+        instance = facts.instance
         now = self.clock()
         match action:
             case CreateOp(op=new):
                 if not a.state.create_op(new):
-                    raise _Stop("a join for this instance was started by another event")
+                    raise Stop("stopped", "a join for this instance was started by another event")
+                known.put(("op", new.instance_id), new)
             case SaveOp(op=new):
-                if not a.state.save_op(new):
-                    raise _Stop(f"join moved on elsewhere (expected version {new.version - 1})")
+                self._save(new, known)
             case AcquireInitLock(holder=holder, expires_at=expires_at):
                 got = a.state.acquire_lock(holder, now, expires_at)
                 logger.info("init lock", extra={"instance_id": holder, "acquired": got})
-                current = a.state.get_op(holder)
-                raise _Redecide(StepDue(holder, current.version if current else 0))
+                # Taken or not, read the lock again, and whether the cluster exists: a holder may have
+                # initialized it and released the lock between this run's two reads.
+                known.forget(_SWARM)
+                current = known.get(("op", holder), lambda: a.state.get_op(holder))
+                raise Redecide(StepDue(holder, current.version if current else 0))
             case ReleaseInitLock(holder=holder):
                 a.state.release_lock(holder)
+                known.forget(_SWARM)
             case RunBootstrap(mode=mode, then=then):
                 if instance is None or not instance.private_ip:
-                    raise _Stop("instance has no private address")
+                    raise Stop("stopped", "instance has no private address")
                 params = {
                     "Role": str(then.role),
                     "Mode": str(mode),
@@ -215,7 +209,7 @@ class JoinFlow:
                 }
                 if s.docker_version:  # empty: the document's default (the distribution's package)
                     params["DockerVersion"] = s.docker_version
-                sending = self._save_before_send(then)
+                sending = self._save_before_send(then, known)
                 try:
                     command_id = a.commands.send(
                         self._document(BOOTSTRAP), then.instance_id, params, join_comment(then.instance_id)
@@ -223,22 +217,23 @@ class JoinFlow:
                 except AgentNotRegistered as err:
                     # Back to waiting, so the decision sees the agent is not ready yet.
                     waiting = replace(sending, stage=Stage.WAITING, version=sending.version + 1)
-                    self._execute(SaveOp(waiting), instance)
-                    raise _Redecide(AgentNotReady(then.instance_id, waiting.version)) from err
-                self._record_sent(sending, command_id)
+                    self._save(waiting, known)
+                    raise Redecide(AgentNotReady(then.instance_id, waiting.version)) from err
+                self._record_sent(sending, command_id, known)
             case RunVerify(target=target, node_id=node_id, then=then):
                 params = {"NodeId": node_id, "Role": str(then.role), "TimeoutSeconds": "60"}
-                sending = self._save_before_send(then)
+                sending = self._save_before_send(then, known)
                 command_id = a.commands.send(
                     self._document(VERIFY), target, params, join_comment(then.instance_id)
                 )
-                self._record_sent(sending, command_id)
+                self._record_sent(sending, command_id, known)
             case ScheduleStep(step=step, delay_seconds=delay):
                 a.steps.schedule(step, delay)
             case CompleteLifecycle(instance_id=iid, group=group, result=result):
                 self._complete(iid, group or (instance.group if instance else None), result)
             case TagNode(instance_id=iid, node_id=node_id):
                 a.instances.tag_node_id(iid, node_id)
+                known.forget(("instance", iid))
             case RecordNode(instance_id=iid, node_id=node_id, role=role, verifier=verifier):
                 a.state.record_node(iid, node_id, str(role), now)
                 if verifier and verifier != iid:
@@ -248,17 +243,26 @@ class JoinFlow:
             case _:
                 raise TypeError(f"unknown action {action!r}")
 
-    def _save_before_send(self, then: JoinOp) -> JoinOp:
+    def _save(self, op: JoinOp, known: Known) -> None:
+        """Conditional on the stored version: stored, the op is known as written."""
+        if not self.a.state.save_op(op):
+            raise Stop("stopped", f"join moved on elsewhere (expected version {op.version - 1})")
+        known.put(("op", op.instance_id), op)
+
+    def _save_before_send(self, then: JoinOp, known: Known) -> JoinOp:
         """Save the command's stage first: its status event may arrive before SendCommand returns."""
         sending = replace(then, command_id="", waiting_for="")
-        self._execute(SaveOp(sending), None)
+        self._save(sending, known)
         return sending
 
-    def _record_sent(self, sending: JoinOp, command_id: str) -> None:
+    def _record_sent(self, sending: JoinOp, command_id: str, known: Known) -> None:
         recorded = replace(sending, command_id=command_id, version=sending.version + 1)
-        if not self.a.state.save_op(recorded):
-            # The command's status event was handled first and moved the join on: nothing to record.
-            logger.info("command finished before its id was recorded", extra={"command_id": command_id})
+        if self.a.state.save_op(recorded):
+            known.put(("op", recorded.instance_id), recorded)
+            return
+        # The command's status event was handled first and moved the join on: nothing to record.
+        known.forget(("op", recorded.instance_id))
+        logger.info("command finished before its id was recorded", extra={"command_id": command_id})
 
     def _complete(self, instance_id: str, group: str | None, result: LifecycleResult) -> None:
         completed = False

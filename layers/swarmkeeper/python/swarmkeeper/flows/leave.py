@@ -4,8 +4,12 @@ is removed right away when its instance is already gone.
 Entry points: ``request`` (terminate lifecycle action, Spot warning, rebalance recommendation, the
 instance's shutting-down / terminated state change), ``step`` (delayed re-delivery: drain polls,
 waits for a fresh view or the quorum guard) and ``command_finished`` (status of a drain-node,
-leave-swarm or remove-node this flow sent). Each gathers facts, asks ``domain.leave.decide_leave``
-and executes the actions in order, like the join flow.
+leave-swarm or remove-node this flow sent). Each runs ``flows.loop`` like the join flow: gather
+facts, ask ``domain.leave.decide_leave``, execute the actions in order. A decision made again in the
+same run (a create race, a manager that could not be sent the command) reads the op again unless this
+run saved it, and the manager-change lock after this run took or released it; the instance, the swarm
+view and the managers as read. A request for an instance whose leave is in flight is answered from
+the op alone (a shutting-down then terminated pair: the second finds the removal the first started).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from swarmkeeper.domain.join import Decision, Publish
 from swarmkeeper.domain.leave import (
     DRAIN,
     REMOVE,
+    VIA_STATE,
     CompleteTerminate,
     CreateLeave,
     ForgetNode,
@@ -48,7 +53,9 @@ from swarmkeeper.domain.leave import (
     SendCommand,
     decide_leave,
 )
-from swarmkeeper.domain.models import LeaveOp, LifecycleResult, Role
+from swarmkeeper.domain.models import LeaveOp, LeaveStage, LifecycleResult, Role
+from swarmkeeper.flows import loop
+from swarmkeeper.flows.loop import Known, Redecide, Stop
 from swarmkeeper.flows.managers import joined_managers_healthy_first
 from swarmkeeper.settings import RuntimeSettings
 
@@ -58,19 +65,17 @@ MAX_ROUNDS = 6  # a create race, or one manager after another refusing delivery
 _COMMENT = re.compile(r"^swarmkeeper leave (i-[0-9a-f]+)$")
 
 
+_VIEW, _MANAGERS, _LOCK_HOLDER = "view", "managers", "manager-lock-holder"  # Known, cluster-wide
+
+
 class LeaveNotSettled(SwarmkeeperError):
     """The decision kept asking for fresh facts; raised so the event is retried."""
 
 
 @dataclass(frozen=True)
-class _Redecide(Exception):
-    stimulus: LeaveStimulus
-
-
-@dataclass(frozen=True)
-class _Stop(Exception):
-    outcome: str
-    reason: str
+class _Facts:
+    facts: LeaveFacts
+    op: LeaveOp | None
 
 
 def leave_comment(instance_id: str) -> str:
@@ -141,38 +146,19 @@ class LeaveFlow:
     # --- loop ------------------------------------------------------------------------------
 
     def _run(self, stimulus: LeaveStimulus) -> Decision:
-        for _ in range(MAX_ROUNDS):
-            facts, op = self._facts(stimulus.instance_id)
-            decision = decide_leave(stimulus, facts, op, self.clock(), self.policy)
-            logger.info(
-                "leave decision",
-                extra={
-                    "instance_id": stimulus.instance_id,
-                    "stimulus": type(stimulus).__name__,
-                    "stage": str(op.stage) if op else None,
-                    "outcome": decision.outcome,
-                    "reason": outputs.redact(decision.reason),
-                    "actions": [type(a).__name__ for a in decision.actions],
-                },
-            )
-            try:
-                for action in decision.actions:
-                    self._execute(action)
-            except _Redecide as again:
-                stimulus = again.stimulus
-                continue
-            except _Stop as stop:
-                logger.info(
-                    "leave stopped", extra={"instance_id": stimulus.instance_id, "reason": stop.reason}
-                )
-                return Decision(stop.outcome, stop.reason)
-            return decision
-        raise LeaveNotSettled(f"leave of {stimulus.instance_id} did not settle after {MAX_ROUNDS} rounds")
+        return loop.run(
+            "leave", stimulus, self._gather, self._decide, self._execute, MAX_ROUNDS, LeaveNotSettled
+        )
 
-    def _facts(self, instance_id: str) -> tuple[LeaveFacts, LeaveOp | None]:
-        a = self.a
-        instance = a.instances.describe(instance_id)
-        join, leave = a.state.get_ops(instance_id)
+    def _decide(self, stimulus: LeaveStimulus, gathered: _Facts) -> Decision:
+        return decide_leave(stimulus, gathered.facts, gathered.op, self.clock(), self.policy)
+
+    def _gather(self, stimulus: LeaveStimulus, known: Known) -> _Facts:
+        a, iid = self.a, stimulus.instance_id
+        join, leave = known.take(("ops", iid), lambda: a.state.get_ops(iid))
+        if leave is not None and answered_by_the_op(stimulus, leave):
+            return _Facts(LeaveFacts(None, leave.role, leave.node_id, join), leave)
+        instance = known.get(("instance", iid), lambda: a.instances.describe(iid))
         role = self.policy.identity.role_of(instance.tags) if instance is not None else None
         node_id = (instance.node_id if instance is not None else None) or ""
         if leave is not None:
@@ -180,32 +166,38 @@ class LeaveFlow:
         else:
             # EC2 may have forgotten a terminated instance: the node# item says it was ours.
             if instance is None or (role is not None and not node_id):
-                recorded = a.state.get_node(instance_id)
+                recorded = known.get(("node", iid), lambda: a.state.get_node(iid))
                 if recorded is not None:
                     node_id, role = node_id or recorded[0], role or recorded[1]
             node_id = node_id or (join.node_id if join is not None else "")
-        view = a.state.get_view()
+        view = known.get(_VIEW, a.state.get_view)
         managers = view.command_managers() if view is not None else ()
         if not managers:
-            managers = joined_managers_healthy_first(a.instances, a.state, self.settings.manager_group_name)
-        holder = a.state.manager_lock_holder(self.clock()) if role is Role.MANAGER else None
-        facts = LeaveFacts(instance, role, node_id, join, view, managers, holder)
-        return facts, leave
+            managers = known.get(
+                _MANAGERS,
+                lambda: joined_managers_healthy_first(a.instances, a.state, self.settings.manager_group_name),
+            )
+        holder = None
+        if role is Role.MANAGER:
+            holder = known.get(_LOCK_HOLDER, lambda: a.state.manager_lock_holder(self.clock()))
+        return _Facts(LeaveFacts(instance, role, node_id, join, view, managers, holder), leave)
 
     # --- actions ---------------------------------------------------------------------------
 
-    def _execute(self, action: LeaveAction) -> None:
+    def _execute(self, action: LeaveAction, _facts: _Facts, known: Known) -> None:
         a, now = self.a, self.clock()
         match action:
             case CreateLeave(op=new, replacing=replacing):
                 if not a.state.create_leave(new, replacing):
-                    # A leave exists already, or the join moved on meanwhile: decide on fresh facts.
-                    raise _Redecide(_as_request(new))
+                    # A leave exists already, or the join moved on meanwhile: decide on the op as stored.
+                    raise Redecide(_as_request(new))
+                known.put(("ops", new.instance_id), (None, new))
             case SaveLeave(op=new):
                 if not a.state.save_leave(new):
-                    raise _Stop("ignore", f"leave moved on elsewhere (expected version {new.version - 1})")
+                    raise Stop("ignore", f"leave moved on elsewhere (expected version {new.version - 1})")
+                known.put(("ops", new.instance_id), (None, new))
             case SendCommand(action=name, target=target, parameters=params, then=then, lock_until=until):
-                self._send(name, target, dict(params), then, until, now)
+                self._send(name, target, dict(params), then, until, now, known)
             case Heartbeat(instance_id=iid, group=group):
                 a.lifecycle.heartbeat(group, self.settings.terminate_hook_name, iid)
             case CompleteTerminate(instance_id=iid, group=group):
@@ -222,44 +214,71 @@ class LeaveFlow:
                     logger.exception("could not start a reconcile for a fresh swarm view")
             case ReleaseManagerLock(holder=holder):
                 a.state.release_manager_lock(holder)
+                known.forget(_LOCK_HOLDER)
             case ForgetNode(instance_id=iid):
                 a.state.forget_node(iid)
+                known.forget(("node", iid))
             case Publish(event=event):
                 a.bus.publish(event)
             case _:
                 raise TypeError(f"unknown action {action!r}")
 
     def _send(
-        self, name: str, target: str, params: dict[str, str], then: LeaveOp, until: float | None, now: float
+        self,
+        name: str,
+        target: str,
+        params: dict[str, str],
+        then: LeaveOp,
+        until: float | None,
+        now: float,
+        known: Known,
     ) -> None:
-        a = self.a
-        if until is not None and not a.state.acquire_manager_lock(then.instance_id, now, until):
-            waiting = replace(then, target="", waiting_for="another manager change")
-            if not a.state.save_leave(waiting):
-                raise _Stop("ignore", "leave moved on elsewhere")
-            a.steps.schedule(
-                LeaveStepDue(then.instance_id, then.version, then.correlation_id),
-                self.policy.view_wait_seconds,
-            )
-            raise _Stop("wait", "another manager change holds the lock")
+        a, iid = self.a, then.instance_id
+        if until is not None:
+            known.forget(_LOCK_HOLDER)
+            if not a.state.acquire_manager_lock(iid, now, until):
+                waiting = replace(then, target="", waiting_for="another manager change")
+                if not a.state.save_leave(waiting):
+                    raise Stop("ignore", "leave moved on elsewhere")
+                a.steps.schedule(
+                    LeaveStepDue(iid, then.version, then.correlation_id), self.policy.view_wait_seconds
+                )
+                raise Stop("wait", "another manager change holds the lock")
         # Save the stage first: the command's status event may arrive before SendCommand returns.
         sending = replace(then, command_id="", target=target, waiting_for="")
         if not a.state.save_leave(sending):
             if until is not None:
-                a.state.release_manager_lock(then.instance_id)
-            raise _Stop("ignore", f"leave moved on elsewhere (expected version {then.version - 1})")
+                a.state.release_manager_lock(iid)
+            raise Stop("ignore", f"leave moved on elsewhere (expected version {then.version - 1})")
+        known.put(("ops", iid), (None, sending))
         try:
             command_id = a.commands.send(
-                f"{self.settings.document_prefix}{name}", target, params, leave_comment(then.instance_id)
+                f"{self.settings.document_prefix}{name}", target, params, leave_comment(iid)
             )
         except AgentNotRegistered as err:
             if until is not None:
-                a.state.release_manager_lock(then.instance_id)
-            raise _Redecide(LeaveNotDelivered(then.instance_id, sending.version, name, target)) from err
+                a.state.release_manager_lock(iid)
+            raise Redecide(LeaveNotDelivered(iid, sending.version, name, target)) from err
         recorded = replace(sending, command_id=command_id, version=sending.version + 1)
-        if not a.state.save_leave(recorded):
-            # Its status event was handled first and moved the leave on: nothing to record.
-            logger.info("command finished before its id was recorded", extra={"command_id": command_id})
+        if a.state.save_leave(recorded):
+            known.put(("ops", iid), (None, recorded))
+            return
+        # Its status event was handled first and moved the leave on: nothing to record.
+        known.forget(("ops", iid))
+        logger.info("command finished before its id was recorded", extra={"command_id": command_id})
+
+
+def answered_by_the_op(stimulus: LeaveStimulus, leave: LeaveOp) -> bool:
+    """Whether ``decide_leave`` answers ``stimulus`` from the leave op alone: a request for an
+    instance whose leave is in flight or done is ignored, completes the lifecycle action or holds it
+    for the leave, whatever the instance, the view or the managers; except a state change (the
+    instance went) during a drain or a leave, which turns it into a removal and needs them all."""
+    if not isinstance(stimulus, LeaveRequested):
+        return False
+    removal_now = (
+        stimulus.via == VIA_STATE and not leave.stage.closed and leave.stage is not LeaveStage.REMOVING
+    )
+    return not removal_now
 
 
 def _as_request(op: LeaveOp) -> LeaveRequested:
