@@ -104,6 +104,48 @@ def test_worker_waits_for_the_cluster_then_joins(world):
     assert [s.parameters["Mode"] for s in world.sent("bootstrap-node") if s.instance_id == w] == ["join"]
 
 
+def test_swarm_init_wakes_the_worker_waiting_for_the_cluster(world):
+    # Given a worker whose launch event came before any manager: it waits on a delayed step
+    (w,) = world.workers(1)
+    world.lifecycle(w)
+    (backoff,) = world.steps_sent()
+
+    # When a manager initializes the swarm
+    (m,) = world.managers(1)
+    world.lifecycle(m)
+    world.bootstrap_succeeds(world.sent("bootstrap-node")[0])
+
+    # Then the worker gets a step due now (not at its backoff), which bootstraps it in join mode
+    woken = [s for s in world.steps_sent()[1:] if w in s["MessageBody"]]
+    assert [s.get("DelaySeconds", 0) for s in woken] == [0] and backoff["DelaySeconds"] > 0
+    world.deliver_steps()
+    assert [s.parameters["Mode"] for s in world.sent("bootstrap-node") if s.instance_id == w] == ["join"]
+
+
+def test_manager_joined_wakes_the_worker_awaiting_a_verifier(world):
+    # Given a worker bootstrapped while the only manager was still verifying itself
+    (w,) = world.workers(1)
+    (m,) = world.managers(1)
+    world.lifecycle(m)
+    world.bootstrap_succeeds(world.sent("bootstrap-node")[0])
+    world.lifecycle(w)
+    world.settle()
+    (boot,) = [s for s in world.sent("bootstrap-node") if s.instance_id == w]
+    world.bootstrap_succeeds(boot)
+    assert world.op(w)["stage"] == "awaiting-verifier"
+    before = len(world.steps_sent())
+
+    # When the manager's own verify-node succeeds (it joined)
+    (verify_m,) = world.sent("verify-node")
+    world.verify_succeeds(verify_m)
+
+    # Then the worker gets a step due now, which sends its verify-node to that manager
+    woken = [s for s in world.steps_sent()[before:] if w in s["MessageBody"]]
+    assert [s.get("DelaySeconds", 0) for s in woken] == [0]
+    world.deliver_steps()
+    assert [s.instance_id for s in world.sent("verify-node")][-1] == m
+
+
 def test_same_lifecycle_event_twice_starts_one_join(world, manager):
     # Given a worker whose launch event is delivered twice (same event id)
     (w,) = world.workers(1)

@@ -29,7 +29,9 @@ from swarmkeeper.domain.join import (
     ScheduleStep,
     StepDue,
     TagNode,
+    WakeWaitingJoins,
     decide,
+    waits_for_the_swarm,
 )
 from swarmkeeper.domain.models import (
     ClusterIdentity,
@@ -412,15 +414,43 @@ def test_verified_node_whose_instance_is_gone_is_not_continued(gone):
     assert not [a for a in d.actions if isinstance(a, (CompleteLifecycle, TagNode, RecordNode))]
 
 
+@pytest.mark.parametrize(
+    ("stage", "waiting_for", "woken"),
+    [
+        (Stage.WAITING, "the cluster to be initialized", True),
+        (Stage.WAITING, "the cluster to be initialized by i-0bbbbbbbbbbbbbbb2", True),
+        (Stage.WAITING, "the SSM agent", False),
+        (Stage.AWAITING_VERIFIER, "a joined manager to verify from", True),
+        (Stage.BOOTSTRAPPING, "", False),
+        (Stage.JOINED, "", False),
+    ],
+)
+def test_what_a_swarm_init_or_a_manager_join_wakes(stage, waiting_for, woken):
+    assert waits_for_the_swarm(op(stage=stage, waiting_for=waiting_for)) is woken
+
+
+def test_manager_joined_wakes_waiting_joins_a_worker_does_not():
+    ready = {
+        role: CommandFinished(
+            ME, "cmd-1", "verify-node", "Success", "e", verify=VerifyResult(NODE, "ready", role)
+        )
+        for role in Role
+    }
+    for role in Role:
+        d = decide(ready[role], instance(role), ClusterState(), op(role, Stage.VERIFYING), NOW, POLICY)
+        assert d.outcome == "joined"
+        assert any(isinstance(a, WakeWaitingJoins) for a in d.actions) is (role is Role.MANAGER)
+
+
 def test_init_success_publishes_and_releases_then_verifies_on_itself():
     booting = op(Role.MANAGER, Stage.BOOTSTRAPPING, mode=Mode.INIT)
     done = CommandFinished(
         ME, "cmd-1", "bootstrap-node", "Success", "e", BootstrapResult(NODE, Role.MANAGER, "s1")
     )
     d = decide(done, instance(Role.MANAGER), ClusterState(), booting, NOW, POLICY)
-    assert [type(a) for a in d.actions] == [Publish, ReleaseInitLock, RunVerify]
+    assert [type(a) for a in d.actions] == [Publish, ReleaseInitLock, WakeWaitingJoins, RunVerify]
     assert d.actions[0].event.detail_type == "Swarm Initialized" and d.actions[0].event.node_id == NODE
-    assert d.actions[2].target == ME
+    assert d.actions[3].target == ME
 
 
 def test_worker_with_no_joined_manager_waits_for_a_verifier():

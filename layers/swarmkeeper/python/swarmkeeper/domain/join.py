@@ -199,8 +199,15 @@ class Publish:
     event: BusEvent
 
 
+@dataclass(frozen=True)
+class WakeWaitingJoins:
+    """What other joins waited for happened (the swarm exists, a manager joined): their next step
+    now, not at their next backoff (see ``waits_for_the_swarm``)."""
+
+
 Action = (
-    CreateOp
+    WakeWaitingJoins
+    | CreateOp
     | SaveOp
     | AcquireInitLock
     | ReleaseInitLock
@@ -415,7 +422,11 @@ def _after_bootstrap(
     inited: tuple[Action, ...] = ()
     if op.mode is Mode.INIT:
         reason = f"swarm {result.cluster_id} initialized" if result.cluster_id else "swarm initialized"
-        inited = (Publish(_event(policy, op, SWARM_INITIALIZED, reason, result.node_id)), *release)
+        inited = (
+            Publish(_event(policy, op, SWARM_INITIALIZED, reason, result.node_id)),
+            *release,
+            WakeWaitingJoins(),
+        )
     op = replace(op, node_id=result.node_id)
     d = _verify_or_wait(op, result.node_id, cluster, now, policy, fresh_wait=True)
     return replace(d, actions=inited + d.actions)
@@ -453,7 +464,16 @@ def _after_verify(
             CompleteLifecycle(op.instance_id, op.group, LifecycleResult.CONTINUE),
             Publish(_event(policy, op, NODE_JOINED, f"ready as {op.role}")),
             SaveOp(_closing(closed, now, policy)),
+            *((WakeWaitingJoins(),) if op.role is Role.MANAGER else ()),
         ),
+    )
+
+
+def waits_for_the_swarm(op: JoinOp) -> bool:
+    """A join that a WakeWaitingJoins moves on: waiting for the cluster to be initialized, or
+    bootstrapped and waiting for a joined manager to verify it from."""
+    return (op.stage is Stage.WAITING and op.waiting_for.startswith("the cluster")) or (
+        op.stage is Stage.AWAITING_VERIFIER
     )
 
 

@@ -49,7 +49,9 @@ from swarmkeeper.domain.join import (
     StepDue,
     Stimulus,
     TagNode,
+    WakeWaitingJoins,
     decide,
+    waits_for_the_swarm,
 )
 from swarmkeeper.domain.models import ClusterState, InstanceFacts, JoinOp, LifecycleResult, Role, Stage
 from swarmkeeper.flows import loop
@@ -240,6 +242,8 @@ class JoinFlow:
                     a.state.mark_healthy(verifier, now)
             case Publish(event=event):
                 a.bus.publish(event)
+            case WakeWaitingJoins():
+                self._wake_waiting(instance.instance_id if instance else "")
             case _:
                 raise TypeError(f"unknown action {action!r}")
 
@@ -248,6 +252,21 @@ class JoinFlow:
         if not self.a.state.save_op(op):
             raise Stop("stopped", f"join moved on elsewhere (expected version {op.version - 1})")
         known.put(("op", op.instance_id), op)
+
+    def _wake_waiting(self, me: str) -> None:
+        """A step now for each other join ``waits_for_the_swarm`` (its pending step, one version
+        behind once this one ran, is then ignored as stale)."""
+        for item in self.a.state.open_ops():
+            if item.get("kind") != "join" or item.get("stage") not in (
+                Stage.WAITING,
+                Stage.AWAITING_VERIFIER,
+            ):
+                continue
+            instance_id = item["pk"].removeprefix("op#")
+            op = self.a.state.get_op(instance_id) if instance_id != me else None
+            if op is not None and waits_for_the_swarm(op):
+                self.a.steps.schedule(StepDue(instance_id, op.version, op.correlation_id), 0)
+                logger.info("join woken", extra={"instance_id": instance_id, "stage": str(op.stage)})
 
     def _save_before_send(self, then: JoinOp, known: Known) -> JoinOp:
         """Save the command's stage first: its status event may arrive before SendCommand returns."""
