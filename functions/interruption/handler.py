@@ -6,33 +6,22 @@ Neither has a lifecycle action to complete: when the instance then terminates, t
 or state change finds the leave in flight and there is still one removal.
 """
 
-from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from swarmkeeper import inputs, runtime
-from swarmkeeper.handling import cluster_metrics, parse_or_reject, report
-from swarmkeeper.settings import RuntimeSettings
+from swarmkeeper.domain.join import Decision
+from swarmkeeper.handling import Function, instance_keys
+from swarmkeeper.inputs import InstanceNotice
+from swarmkeeper.runtime import Runtime
 
-settings = RuntimeSettings.from_env()
-logger = Logger()
-metrics = cluster_metrics(settings.cluster_name)
-tracer = Tracer()
-
-
-def process(event: dict) -> dict:
-    notice = inputs.instance_notice(EventBridgeEvent(event))
-    return report(runtime.get(settings).leave.request(notice.leave_request()), logger, metrics)
+fn = Function(runtime.LEAVE)
+metrics = fn.metrics
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-@event_source(data_class=EventBridgeEvent)
-def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
-    notice = parse_or_reject(inputs.instance_notice, event, logger)
-    logger.append_keys(instance_id=notice.instance_id, correlation_id=notice.correlation_id, kind=notice.kind)
-    rt = runtime.get(settings)
-    once = rt.once(process)
-    rt.register_context(context)
-    return once(event=event.raw_event)
+def process(notice: InstanceNotice, rt: Runtime) -> Decision:
+    return rt.leave.request(notice.leave_request())
+
+
+def log_keys(notice: InstanceNotice) -> dict[str, str]:
+    return {**instance_keys(notice), "kind": notice.kind}
+
+
+lambda_handler = fn.on_event(inputs.instance_notice, process, keys=log_keys)

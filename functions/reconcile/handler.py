@@ -4,24 +4,17 @@ Starts a reconcile pass: describe-swarm on a healthy manager; its status event (
 carries the pass on (see swarmkeeper.flows.reconcile). One pass in flight at a time.
 """
 
-from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from swarmkeeper import runtime
-from swarmkeeper.handling import cluster_metrics, report
-from swarmkeeper.settings import RuntimeSettings
+from swarmkeeper.domain.join import Decision
+from swarmkeeper.handling import Function
+from swarmkeeper.runtime import Runtime
 
-settings = RuntimeSettings.from_env()
-logger = Logger()
-metrics = cluster_metrics(settings.cluster_name)
-tracer = Tracer()
+fn = Function(runtime.RECONCILE)
+metrics = fn.metrics
 
 
-@logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: object, context: LambdaContext) -> dict:
-    event_id = event.get("id") if isinstance(event, dict) else None
-    correlation_id = event_id if isinstance(event_id, str) and event_id else context.aws_request_id
-    logger.append_keys(correlation_id=correlation_id)
-    return report(runtime.get(settings).reconcile.start(correlation_id), logger, metrics)
+def start(rt: Runtime, correlation_id: str) -> Decision:
+    return rt.reconcile.start(correlation_id)
+
+
+lambda_handler = fn.on_schedule(start)

@@ -1,19 +1,32 @@
-"""What every handler does around its one entry point: reject malformed events with one clear log
-line (re-raised: Lambda's retries, then the DLQ, keep the event and the reason), and count outcomes."""
+"""What every handler does around its one entry point, so that a handler keeps only what is its own
+(which event, which flow): the Powertools set-up (logger, tracer, metrics with the one ``Cluster``
+dimension), malformed events rejected with one clear log line (re-raised: Lambda's retries, then the
+DLQ, keep the event and the reason), each event handled once (idempotency), and outcomes counted."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from swarmkeeper import runtime
 from swarmkeeper.domain.errors import MalformedEvent
 from swarmkeeper.domain.join import Decision
 from swarmkeeper.domain.outputs import redact
+from swarmkeeper.runtime import Runtime
+from swarmkeeper.settings import RuntimeSettings
 
 T = TypeVar("T")
+Handler = Callable[[Any, LambdaContext], dict]
+
+# What the functions call: botocore alone. Left to its default, the Tracer patches every library
+# X-Ray supports that is installed, and imports `requests` (and more) to do so, in every cold start.
+TRACED_MODULES = ("botocore",)
 
 _METRIC = {
     "start": "NodeJoinStarted",
@@ -57,3 +70,91 @@ def report(decision: Decision, logger: Logger, metrics: Metrics) -> dict[str, st
     if name:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     return {"outcome": decision.outcome, "reason": reason}
+
+
+def instance_keys(parsed: Any) -> dict[str, str]:
+    """The log keys of an event about one instance."""
+    return {"instance_id": parsed.instance_id, "correlation_id": parsed.correlation_id}
+
+
+class Function:
+    """One Lambda function, set up while its module is imported (Lambda's init phase): the flows it
+    uses imported (``runtime.load``), its settings read (a bad value fails the init, once, loudly), its
+    Powertools logger, tracer and metrics. ``on_event`` / ``on_schedule`` make its entry point."""
+
+    def __init__(self, *flows: str):
+        runtime.load(*flows)
+        self.settings = RuntimeSettings.from_env()
+        self.logger = Logger()
+        self.metrics = cluster_metrics(self.settings.cluster_name)
+        self.tracer = Tracer(patch_modules=TRACED_MODULES)
+
+    @property
+    def runtime(self) -> Runtime:
+        return runtime.get(self.settings)
+
+    def entry_point(self, handler: Handler) -> Handler:
+        """Powertools around a ``lambda_handler``: a log context cleared per invocation (the handler
+        appends its keys), the invocation traced, its metrics flushed."""
+        traced = self.tracer.capture_lambda_handler(self.metrics.log_metrics(handler))
+        return self.logger.inject_lambda_context(traced, clear_state=True)
+
+    def parse(self, parse: Callable[[Any], T], event: Any) -> T:
+        return parse_or_reject(parse, event, self.logger)
+
+    def report(self, decision: Decision) -> dict[str, str]:
+        return report(decision, self.logger, self.metrics)
+
+    def once(
+        self, process: Callable[..., dict], context: LambdaContext | None = None, key_jmespath: str = "id"
+    ) -> Callable[..., dict]:
+        """``process(event=...)`` run once per ``key_jmespath`` of the event (``Runtime.once``); given
+        the invocation's ``context``, an in-progress record expires with the invocation."""
+        rt = self.runtime
+        once = rt.once(process, key_jmespath)
+        if context is not None:
+            rt.register_context(context)
+        return once
+
+    def on_event(
+        self,
+        parse: Callable[[EventBridgeEvent], T],
+        process: Callable[[T, Runtime], Decision],
+        keys: Callable[[T], dict[str, str]] = instance_keys,
+        answer_first: Callable[[T], Decision | None] | None = None,
+    ) -> Handler:
+        """The entry point of a function fed by EventBridge: ``parse`` the event (malformed: logged and
+        re-raised), append its log ``keys``, then ``process(parsed, runtime)`` once per event id and
+        report the decision. ``answer_first(parsed)``, where given, may decide before the idempotency
+        record is even looked at (None: it does not)."""
+
+        # Powertools keys the idempotency records by the module and name of the function it wraps:
+        # ``process``, in the handler's module.
+        @functools.wraps(process)
+        def once_per_event(event: dict) -> dict:
+            return self.report(process(parse(EventBridgeEvent(event)), self.runtime))
+
+        @self.entry_point
+        @event_source(data_class=EventBridgeEvent)
+        def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
+            parsed = self.parse(parse, event)
+            self.logger.append_keys(**keys(parsed))
+            early = answer_first(parsed) if answer_first else None
+            if early is not None:
+                return self.report(early)
+            return self.once(once_per_event, context)(event=event.raw_event)
+
+        return lambda_handler
+
+    def on_schedule(self, start: Callable[[Runtime, str], Decision]) -> Handler:
+        """The entry point of a scheduled function, which may also be invoked on demand with any
+        payload: ``start(runtime, correlation_id)`` with the event's id, or else the request id."""
+
+        @self.entry_point
+        def lambda_handler(event: object, context: LambdaContext) -> dict:
+            event_id = event.get("id") if isinstance(event, dict) else None
+            correlation_id = event_id if isinstance(event_id, str) and event_id else context.aws_request_id
+            self.logger.append_keys(correlation_id=correlation_id)
+            return self.report(start(self.runtime, correlation_id))
+
+        return lambda_handler

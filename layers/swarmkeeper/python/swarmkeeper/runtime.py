@@ -1,13 +1,19 @@
-"""Wires settings, boto3 clients, adapters and flows once per Lambda container (lazily, on the first
-invocation, so a test can put its mocks in place first; ``reset`` starts over)."""
+"""Wires settings, boto3 clients, adapters and flows once per Lambda container.
+
+A function names the flows it uses (``load``): their modules are imported right then, while the
+function's module is imported (Lambda's init phase), and no other flow's are. The objects themselves
+are built on first use, in the first invocation that needs them, so a test can put its mocks in place
+first (``reset`` starts over) and a function creates only the boto3 clients its flows call.
+"""
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools.utilities.idempotency import (
@@ -21,35 +27,51 @@ from swarmkeeper.adapters.clients import AwsClients
 from swarmkeeper.adapters.commands import RunCommands
 from swarmkeeper.adapters.instances import Ec2Instances
 from swarmkeeper.adapters.lifecycle import LifecycleActions
-from swarmkeeper.adapters.outputs import CommandOutputs
 from swarmkeeper.adapters.parameters import ClusterParameters
 from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
-from swarmkeeper.domain.join import JoinPolicy
-from swarmkeeper.domain.leave import LeavePolicy
 from swarmkeeper.domain.models import ClusterIdentity
-from swarmkeeper.domain.reconcile import ReconcileSettings
-from swarmkeeper.flows.commands import CommandStatusRouter
-from swarmkeeper.flows.join import JoinAdapters, JoinFlow
-from swarmkeeper.flows.leave import LeaveAdapters, LeaveFlow
-from swarmkeeper.flows.reconcile import Reconcile, ReconcileAdapters
-from swarmkeeper.flows.rotation import TokenRotation
 from swarmkeeper.settings import RuntimeSettings
+
+if TYPE_CHECKING:
+    from swarmkeeper.flows.commands import CommandStatusRouter
+    from swarmkeeper.flows.join import JoinFlow
+    from swarmkeeper.flows.leave import LeaveFlow
+    from swarmkeeper.flows.reconcile import Reconcile
+    from swarmkeeper.flows.rotation import TokenRotation
 
 IDEMPOTENCY_SECONDS = 3600
 
+# The flows, by the name of the Runtime attribute that holds each, and the modules it is built from.
+JOIN, LEAVE, RECONCILE, ROTATION, COMMANDS = "join", "leave", "reconcile", "rotation", "commands"
+_MODULES = {
+    JOIN: ("swarmkeeper.flows.join",),
+    # before a manager removal the exit flow asks reconcile for a fresh swarm view
+    LEAVE: ("swarmkeeper.flows.leave", "swarmkeeper.flows.reconcile"),
+    RECONCILE: ("swarmkeeper.flows.reconcile",),
+    ROTATION: ("swarmkeeper.flows.rotation",),
+    # routes a command's status to whichever flow sent it: imports all four
+    COMMANDS: ("swarmkeeper.flows.commands",),
+}
 
-@dataclass
+
+def load(*flows: str) -> None:
+    """Import what ``flows`` are built from, now: called while a function's module is imported."""
+    for flow in flows:
+        for module in _MODULES[flow]:
+            importlib.import_module(module)
+
+
 class Runtime:
-    settings: RuntimeSettings
-    clients: AwsClients
-    join: JoinFlow
-    rotation: TokenRotation
-    commands: CommandStatusRouter
-    leave: LeaveFlow
-    reconcile: Reconcile
-    _once: dict[tuple[Callable[..., Any], str], Callable[..., Any]] = field(default_factory=dict)
-    _configs: list[IdempotencyConfig] = field(default_factory=list)
+    """One container's adapters and flows, each built when first used (the flows' modules are
+    imported by then: see ``load``)."""
+
+    def __init__(self, settings: RuntimeSettings, clients: AwsClients, clock: Callable[[], float]):
+        self.settings = settings
+        self.clients = clients
+        self.clock = clock
+        self._once: dict[tuple[Callable[..., Any], str], Callable[..., Any]] = {}
+        self._configs: list[IdempotencyConfig] = []
 
     @classmethod
     def build(
@@ -58,64 +80,127 @@ class Runtime:
         session: boto3.session.Session | None = None,
         clock: Callable[[], float] = time.time,
     ) -> Runtime:
-        clients = AwsClients(session)
-        instances = Ec2Instances(clients.ec2)
-        commands = RunCommands(clients.ssm)
-        parameters = ClusterParameters(clients.ssm, settings.parameter_prefix)
-        state = StateTable(clients.dynamodb, settings.state_table_name)
-        bus = EventBus(clients.events, settings.event_bus_name)
-        lifecycle = LifecycleActions(clients.autoscaling)
-        steps = StepQueue(clients.sqs, settings.step_queue_url)
-        identity = ClusterIdentity(
-            settings.cluster_name, settings.manager_group_name, settings.worker_group_name
+        return cls(settings, AwsClients(session), clock)
+
+    # --- adapters ---------------------------------------------------------------------------
+
+    @cached_property
+    def instances(self) -> Ec2Instances:
+        return Ec2Instances(self.clients.ec2)
+
+    @cached_property
+    def run_commands(self) -> RunCommands:
+        return RunCommands(self.clients.ssm)
+
+    @cached_property
+    def parameters(self) -> ClusterParameters:
+        return ClusterParameters(self.clients.ssm, self.settings.parameter_prefix)
+
+    @cached_property
+    def state(self) -> StateTable:
+        return StateTable(self.clients.dynamodb, self.settings.state_table_name)
+
+    @cached_property
+    def bus(self) -> EventBus:
+        return EventBus(self.clients.events, self.settings.event_bus_name)
+
+    @cached_property
+    def lifecycle(self) -> LifecycleActions:
+        return LifecycleActions(self.clients.autoscaling)
+
+    @cached_property
+    def steps(self) -> StepQueue:
+        return StepQueue(self.clients.sqs, self.settings.step_queue_url)
+
+    @cached_property
+    def identity(self) -> ClusterIdentity:
+        s = self.settings
+        return ClusterIdentity(s.cluster_name, s.manager_group_name, s.worker_group_name)
+
+    # --- flows (their imports are here only so that a flow no function loaded stays unimported) --
+
+    @cached_property
+    def join(self) -> JoinFlow:
+        from swarmkeeper.domain.join import JoinPolicy
+        from swarmkeeper.flows.join import JoinAdapters, JoinFlow
+
+        policy = JoinPolicy(identity=self.identity, agent_wait_seconds=self.settings.agent_wait_seconds)
+        adapters = JoinAdapters(
+            instances=self.instances,
+            lifecycle=self.lifecycle,
+            commands=self.run_commands,
+            parameters=self.parameters,
+            state=self.state,
+            steps=self.steps,
+            bus=self.bus,
         )
-        policy = JoinPolicy(identity=identity, agent_wait_seconds=settings.agent_wait_seconds)
-        join = JoinFlow(
-            settings,
+        return JoinFlow(self.settings, policy, adapters, self.clock)
+
+    @cached_property
+    def rotation(self) -> TokenRotation:
+        from swarmkeeper.flows.rotation import TokenRotation
+
+        return TokenRotation(
+            self.settings,
+            self.instances,
+            self.run_commands,
+            self.parameters,
+            self.state,
+            self.bus,
+            self.clock,
+        )
+
+    @cached_property
+    def reconcile(self) -> Reconcile:
+        from swarmkeeper.adapters.outputs import CommandOutputs
+        from swarmkeeper.domain.reconcile import ReconcileSettings
+        from swarmkeeper.flows.reconcile import Reconcile, ReconcileAdapters
+
+        adapters = ReconcileAdapters(
+            instances=self.instances,
+            lifecycle=self.lifecycle,
+            commands=self.run_commands,
+            outputs=CommandOutputs(self.clients.s3, self.settings.command_output_bucket),
+            state=self.state,
+            bus=self.bus,
+            steps=self.steps,
+        )
+        grace = timedelta(seconds=self.settings.reconcile_down_grace_seconds)
+        return Reconcile(self.settings, adapters, self.clock, ReconcileSettings(down_grace=grace))
+
+    @cached_property
+    def leave(self) -> LeaveFlow:
+        from swarmkeeper.domain.leave import LeavePolicy
+        from swarmkeeper.flows.leave import LeaveAdapters, LeaveFlow
+
+        s = self.settings
+        policy = LeavePolicy(
+            identity=self.identity,
+            drain_timeout_seconds=s.drain_timeout_seconds,
+            parameter_prefix=s.parameter_prefix,
+            region=s.region,
+            rebalance_drain_workers=s.rebalance_drain_workers,
+        )
+        adapters = LeaveAdapters(
+            self.instances, self.lifecycle, self.run_commands, self.state, self.steps, self.bus
+        )
+        return LeaveFlow(
+            s,
             policy,
-            JoinAdapters(
-                instances=instances,
-                lifecycle=lifecycle,
-                commands=commands,
-                parameters=parameters,
-                state=state,
-                steps=steps,
-                bus=bus,
-            ),
-            clock,
-        )
-        rotation = TokenRotation(settings, instances, commands, parameters, state, bus, clock)
-        reconcile = Reconcile(
-            settings,
-            ReconcileAdapters(
-                instances=instances,
-                lifecycle=lifecycle,
-                commands=commands,
-                outputs=CommandOutputs(clients.s3, settings.command_output_bucket),
-                state=state,
-                bus=bus,
-                steps=steps,
-            ),
-            clock,
-            ReconcileSettings(down_grace=timedelta(seconds=settings.reconcile_down_grace_seconds)),
-        )
-        leave = LeaveFlow(
-            settings,
-            LeavePolicy(
-                identity=identity,
-                drain_timeout_seconds=settings.drain_timeout_seconds,
-                parameter_prefix=settings.parameter_prefix,
-                region=settings.region,
-                rebalance_drain_workers=settings.rebalance_drain_workers,
-            ),
-            LeaveAdapters(instances, lifecycle, commands, state, steps, bus),
-            lambda correlation_id, leaving: reconcile.start(
+            adapters,
+            lambda correlation_id, leaving: self.reconcile.start(
                 correlation_id, "fresh view for a manager removal", exclude=(leaving,)
             ),
-            clock,
+            self.clock,
         )
-        router = CommandStatusRouter(settings, join, rotation, leave, reconcile)
-        return cls(settings, clients, join, rotation, router, leave, reconcile)
+
+    @cached_property
+    def commands(self) -> CommandStatusRouter:
+        from swarmkeeper.flows.commands import CommandStatusRouter
+
+        return CommandStatusRouter(self.settings, self.join, self.rotation, self.leave, self.reconcile)
+
+    # --- idempotency ------------------------------------------------------------------------
 
     def once(self, fn: Callable[..., Any], key_jmespath: str = "id") -> Callable[..., Any]:
         """``fn(event=...)`` made idempotent (Powertools) on ``key_jmespath`` of the event, with its
