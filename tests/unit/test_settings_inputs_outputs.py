@@ -6,7 +6,6 @@ import json
 import os
 
 import pytest
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from join_world import ENV, load_event
 
 from swarmkeeper import inputs
@@ -78,22 +77,20 @@ def test_the_layer_sends_exactly_the_documents_parameters():
 
 def test_canonical_aws_samples_parse():
     # Given the AWS-documented samples, When parsed, Then the fields the flows need come out
-    launch = inputs.lifecycle_action(EventBridgeEvent(load_event("ec2-instance-launch-lifecycle-action")))
+    launch = inputs.lifecycle_action(load_event("ec2-instance-launch-lifecycle-action"))
     assert launch.launching and launch.instance_id == "i-0123456789abcdef0"
     assert launch.group == "swarmkeeper-demo-workers" and launch.hook == "swarmkeeper-launch"
-    stop = inputs.lifecycle_action(EventBridgeEvent(load_event("ec2-instance-terminate-lifecycle-action")))
+    stop = inputs.lifecycle_action(load_event("ec2-instance-terminate-lifecycle-action"))
     assert not stop.launching
-    state = inputs.instance_state_change(
-        EventBridgeEvent(load_event("ec2-instance-state-change-notification"))
-    )
+    state = inputs.instance_state_change(load_event("ec2-instance-state-change-notification"))
     assert (state.instance_id, state.state) == ("i-0123456789abcdef0", "running")
     raw = load_event("ec2-command-invocation-status-change-notification")
-    cmd = inputs.command_status_change(EventBridgeEvent(raw))
+    cmd = inputs.command_status_change(raw)
     assert cmd.document_name == "swarmkeeper-demo-bootstrap-node" and cmd.status == "Success"
     assert cmd.correlation_id == raw["id"]
     for name in ("ec2-spot-instance-interruption-warning", "ec2-instance-rebalance-recommendation"):
-        assert inputs.instance_notice(EventBridgeEvent(load_event(name))).instance_id == "i-0123456789abcdef0"
-    assert inputs.alarm_change(EventBridgeEvent(load_event("cloudwatch-alarm-state-change"))).alarm_name
+        assert inputs.instance_notice(load_event(name)).instance_id == "i-0123456789abcdef0"
+    assert inputs.alarm_change(load_event("cloudwatch-alarm-state-change")).alarm_name
 
 
 @pytest.mark.parametrize(
@@ -114,7 +111,7 @@ def test_malformed_lifecycle_events_say_what_is_wrong(mutate, message):
     event = load_event("ec2-instance-launch-lifecycle-action")
     mutate(event)
     with pytest.raises(MalformedEvent, match=message):
-        inputs.lifecycle_action(EventBridgeEvent(event))
+        inputs.lifecycle_action(event)
 
 
 def test_step_messages_round_trip_and_reject_garbage():

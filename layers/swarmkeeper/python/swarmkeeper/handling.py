@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from swarmkeeper import runtime
@@ -118,7 +117,7 @@ class Function:
 
     def on_event(
         self,
-        parse: Callable[[EventBridgeEvent], T],
+        parse: Callable[[Any], T],
         process: Callable[[T, Runtime], Decision],
         keys: Callable[[T], dict[str, str]] = instance_keys,
         answer_first: Callable[[T], Decision | None] | None = None,
@@ -132,17 +131,16 @@ class Function:
         # ``process``, in the handler's module.
         @functools.wraps(process)
         def once_per_event(event: dict) -> dict:
-            return self.report(process(parse(EventBridgeEvent(event)), self.runtime))
+            return self.report(process(parse(event), self.runtime))
 
         @self.entry_point
-        @event_source(data_class=EventBridgeEvent)
-        def lambda_handler(event: EventBridgeEvent, context: LambdaContext) -> dict:
+        def lambda_handler(event: dict, context: LambdaContext) -> dict:
             parsed = self.parse(parse, event)
             self.logger.append_keys(**keys(parsed))
             early = answer_first(parsed) if answer_first else None
             if early is not None:
                 return self.report(early)
-            return self.once(once_per_event, context)(event=event.raw_event)
+            return self.once(once_per_event, context)(event=event)
 
         return lambda_handler
 

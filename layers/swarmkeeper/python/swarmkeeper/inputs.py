@@ -1,7 +1,11 @@
-"""AWS events in -> typed inputs. Handlers wrap the raw event in a Powertools data class; these
-functions check the fields the control plane needs and raise ``MalformedEvent`` naming what is
-missing (the handler logs that line and re-raises: after Lambda's retries the event lands in the
-dead-letter queue with the reason)."""
+"""AWS events in -> typed inputs. These functions take the event as Lambda passes it (a dict), check
+the fields the control plane needs and raise ``MalformedEvent`` naming what is missing (the handler
+logs that line and re-raises: after Lambda's retries the event lands in the dead-letter queue with
+the reason).
+
+Not through Powertools' EventBridgeEvent data class: all it would add here is ``raw_event``, and
+importing it imports every Powertools event class (about 8 ms, 0.08x a bare ``import boto3``, in
+every cold start; see docs/benchmarks.md, cold_import_ratio)."""
 
 from __future__ import annotations
 
@@ -9,8 +13,6 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
-
-from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from swarmkeeper.domain.errors import MalformedEvent
 from swarmkeeper.domain.join import AgentRegistered, JoinRequested, StepDue
@@ -112,8 +114,7 @@ class AlarmChange:
     correlation_id: str
 
 
-def _envelope(event: EventBridgeEvent, detail_types: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
-    raw = event.raw_event
+def _envelope(raw: Any, detail_types: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise MalformedEvent(f"event is a {type(raw).__name__}, not an EventBridge envelope")
     event_id = raw.get("id")
@@ -138,7 +139,7 @@ def _field(event_id: str, detail: dict[str, Any], name: str, pattern: re.Pattern
     return value
 
 
-def lifecycle_action(event: EventBridgeEvent) -> LifecycleAction:
+def lifecycle_action(event: Any) -> LifecycleAction:
     event_id, detail = _envelope(event, (LAUNCH_ACTION, TERMINATE_ACTION))
     transition = _field(event_id, detail, "LifecycleTransition")
     if transition not in ("autoscaling:EC2_INSTANCE_LAUNCHING", "autoscaling:EC2_INSTANCE_TERMINATING"):
@@ -152,7 +153,7 @@ def lifecycle_action(event: EventBridgeEvent) -> LifecycleAction:
     )
 
 
-def instance_state_change(event: EventBridgeEvent) -> InstanceStateChange:
+def instance_state_change(event: Any) -> InstanceStateChange:
     event_id, detail = _envelope(event, (STATE_CHANGE,))
     return InstanceStateChange(
         instance_id=_field(event_id, detail, "instance-id", _INSTANCE_ID),
@@ -161,7 +162,7 @@ def instance_state_change(event: EventBridgeEvent) -> InstanceStateChange:
     )
 
 
-def agent_ready(event: EventBridgeEvent) -> AgentReady:
+def agent_ready(event: Any) -> AgentReady:
     event_id, detail = _envelope(event, (ASSOCIATION_STATE,))
     return AgentReady(
         instance_id=_field(event_id, detail, "instance-id", _INSTANCE_ID),
@@ -170,14 +171,14 @@ def agent_ready(event: EventBridgeEvent) -> AgentReady:
     )
 
 
-def instance_event(event: EventBridgeEvent) -> InstanceStateChange | AgentReady:
+def instance_event(event: Any) -> InstanceStateChange | AgentReady:
     """What the instance_state function receives: an EC2 state change or the agent-ready signal."""
-    if isinstance(event.raw_event, dict) and event.raw_event.get("detail-type") == ASSOCIATION_STATE:
+    if isinstance(event, dict) and event.get("detail-type") == ASSOCIATION_STATE:
         return agent_ready(event)
     return instance_state_change(event)
 
 
-def command_status_change(event: EventBridgeEvent) -> CommandStatusChange:
+def command_status_change(event: Any) -> CommandStatusChange:
     event_id, detail = _envelope(event, (INVOCATION_STATUS,))
     return CommandStatusChange(
         command_id=_field(event_id, detail, "command-id"),
@@ -188,17 +189,17 @@ def command_status_change(event: EventBridgeEvent) -> CommandStatusChange:
     )
 
 
-def instance_notice(event: EventBridgeEvent) -> InstanceNotice:
+def instance_notice(event: Any) -> InstanceNotice:
     event_id, detail = _envelope(event, (SPOT_WARNING, REBALANCE))
     return InstanceNotice(
-        kind=event.detail_type,
+        kind=event["detail-type"],
         instance_id=_field(event_id, detail, "instance-id", _INSTANCE_ID),
         action=str(detail.get("instance-action", "")),
         correlation_id=event_id,
     )
 
 
-def alarm_change(event: EventBridgeEvent) -> AlarmChange:
+def alarm_change(event: Any) -> AlarmChange:
     event_id, detail = _envelope(event, (ALARM_STATE,))
     state = detail.get("state")
     if not isinstance(state, dict) or not isinstance(state.get("value"), str):
