@@ -788,8 +788,10 @@ def count_join_and_removal(jw: Any) -> dict:
         w.running(x)
         mk("EC2 running state change (join fallback: join in flight)")
         w.fakes.unregistered_agents.discard(x)
+        w.agent_ready(x)
+        mk("agent-ready association Success (the agent registered) -> bootstrap-node sent")
         w.deliver_steps()
-        mk("step: agent registered now -> bootstrap-node sent")
+        mk("the launch event's agent poll step, due later: stale, ignored")
         boot = [s for s in w.sent("bootstrap-node") if s.instance_id == x][-1]
         _status(jw, w, boot, "Pending")
         _status(jw, w, boot, "InProgress")

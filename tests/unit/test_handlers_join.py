@@ -603,8 +603,12 @@ def test_agent_ready_event_bootstraps_a_waiting_join_without_its_poll(world, man
     assert len([s for s in world.sent("bootstrap-node") if s.instance_id == w]) == 1
     event = load_event("unit-sqs-step")
     world.clock.advance(poll["DelaySeconds"])
+    before = len(world.fakes.calls)
     world.invoke("steps", {"Records": [dict(event["Records"][0], body=poll["MessageBody"], messageId="p")]})
     assert len([s for s in world.sent("bootstrap-node") if s.instance_id == w]) == 1
+    # And the stale step is answered from the op alone (no instance or manager reads)
+    ops = [op for _, op, _ in world.fakes.calls[before:]]
+    assert "DescribeInstances" not in ops and "BatchGetItem" not in ops, ops
 
 
 def test_agent_ready_event_without_a_join_or_failed_changes_nothing(world, manager):

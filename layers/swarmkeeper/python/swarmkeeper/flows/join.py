@@ -147,8 +147,12 @@ class JoinFlow:
 
     def _gather(self, stimulus: Stimulus, known: Known) -> _Facts:
         iid = stimulus.instance_id
-        instance = known.get(("instance", iid), lambda: self.a.instances.describe(iid))
         op = known.take(("op", iid), lambda: self.a.state.get_op(iid))
+        if isinstance(stimulus, StepDue) and _stale(stimulus, op):
+            # A stale step (its op moved on, e.g. the agent-ready event came first): the decision
+            # ignores it on the op alone.
+            return _Facts(None, ClusterState(), op)
+        instance = known.get(("instance", iid), lambda: self.a.instances.describe(iid))
         return _Facts(instance, self._cluster_state(stimulus, op, known), op)
 
     def _cluster_state(self, stimulus: Stimulus, op: JoinOp | None, known: Known) -> ClusterState:
@@ -299,6 +303,10 @@ class JoinFlow:
 
     def _document(self, action: str) -> str:
         return f"{self.settings.document_prefix}{action}"
+
+
+def _stale(step: StepDue, op: JoinOp | None) -> bool:
+    return op is None or op.stage.closed or op.version != step.version
 
 
 def _finished(
