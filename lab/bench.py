@@ -596,11 +596,10 @@ t = [time.perf_counter()]
 import boto3
 t.append(time.perf_counter())
 import aws_lambda_powertools.logging, aws_lambda_powertools.metrics, aws_lambda_powertools.utilities.typing
-import aws_lambda_powertools.utilities.data_classes, aws_lambda_powertools.utilities.idempotency
-import aws_lambda_powertools.utilities.batch
+import aws_lambda_powertools.utilities.idempotency
 t.append(time.perf_counter())
 from aws_lambda_powertools import Tracer
-Tracer()
+Tracer(patch_modules=("botocore",))
 t.append(time.perf_counter())
 import handler
 t.append(time.perf_counter())
@@ -608,7 +607,7 @@ print(" ".join(str(b - a) for a, b in zip(t, t[1:])))
 """
 STAGES = (
     "boto3",
-    "Powertools: Logger, Metrics, event classes, batch, idempotency",
+    "Powertools: Logger, Metrics, idempotency",
     "Powertools Tracer: X-Ray SDK and its recorder",
     "the handler itself: swarmkeeper layer + function code (+ anything not above)",
 )
@@ -2217,15 +2216,16 @@ def render_doc(res: Results, args: argparse.Namespace, chart_ok: bool) -> str:
             "of a row happen at s, s+1, ... workers), runs the direct baseline on a fresh node, then crashes "
             "the new worker (dockerd killed, instance terminated: a measured removal); the instance moto's "
             "Auto Scaling launches in its place joins through the `running` fallback (moto replaces it "
-            "without a launch lifecycle action) and is not measured. `poll` is the part of the join spent "
-            "between the agent registering and the first command reaching the node.",
+            "without a launch lifecycle action) and is not measured. `to first command` is the part of the "
+            "join between the agent registering and the first command reaching the node (the agent-ready "
+            "association's event, routed to instance_state, sending bootstrap-node).",
             "",
         ]
         if chart_ok:
             lines += ["![join and removal latency against cluster size](benchmarks-latency.png)", ""]
         lines += [
-            "| workers | join (s) | of which poll (s) | direct (s) | ratio | removal (s) | boot excluded (s) "
-            "| samples j/d/r |",
+            "| workers | join (s) | of which to first command (s) | direct (s) | ratio | removal (s) "
+            "| boot excluded (s) | samples j/d/r |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for size, rows in sizes.items():
@@ -2283,7 +2283,12 @@ What the calls are for (the design's minimum, per event):
   where are its managers), **SendCommand** x2 (bootstrap-node, verify-node), **GetCommandInvocation**
   x2 (each command's output: the node id, Ready), **CreateTags** (`swarmkeeper:node-id`),
   **CompleteLifecycleAction** x1, **PutEvents** x2 (Node Join Started, Node Joined).
-- The wait for the SSM agent is a delayed SQS message (**SendMessage**), not a sleeping Lambda.
+- The wait for the SSM agent: the launch event's SendCommand is refused (InvalidInstanceId), so the
+  flow schedules a poll (**SendMessage**, a delayed SQS step: 5, 10, 20, 30 ... s, no sleeping Lambda);
+  what ends the wait is the agent-ready association's status event, delivered when the agent
+  registers (**changed in this issue**: a signal instead of polling). The poll step still arrives
+  later and is answered from the op alone (3 calls: the idempotency pair and the op): it is the
+  fallback for a lost event, EventBridge delivers AWS events best-effort.
 - A removal: DescribeInstances (which node it was: the `swarmkeeper:node-id` tag), the saved swarm view
   (GetItem) to choose a reachable manager, **SendCommand** remove-node, **GetCommandInvocation**,
   **PutEvents** (Dead Node Removed), the op record, and the idempotency pair per delivered event.
@@ -2291,15 +2296,14 @@ What the calls are for (the design's minimum, per event):
   rule matches every status) cost **no** call: **changed in this issue**, command_status answers a
   non-terminal status before the idempotency record (it changes nothing, so it needs none). Before,
   each cost PutItem + UpdateItem: 8 more calls per join, 4 per removal, 4 per reconcile pass.
-- Not the minimum yet: the first invocation of a join, which finds the agent not registered, gathers
-  its facts twice (DescribeInstances, GetParameter, the op and lock items before and after the
-  refused SendCommand), and a second state change of a dying instance (shutting-down, then
-  terminated) re-reads what the first already decided. Gathering once per invocation would save
-  about 8 calls per join and 4 per removal; not done here, the flows are shared with the exit-flow
-  work in progress.
-- On AWS the agent registers 20-60 s after launch, so a join costs a few more agent polls than
-  here (each a step: SendMessage, the refused SendCommand, the op record and the idempotency pair,
-  about 9 calls): about 5 polls at 2, 4, 8, 10, 10 s."""
+- **Changed in this issue**: a re-decision within one invocation reuses what the invocation read or
+  wrote (the first invocation of a join used to gather its facts twice around the refused
+  SendCommand: 17 -> 13 calls), a `running` event for a join in flight reads no cluster facts
+  (6 -> 4), a `terminated` event for a removal in flight is answered from its op (5 -> 3), and a stale
+  step from the op alone.
+- On AWS the agent registers 20-60 s after launch: a poll or two (5, 10 s; each about 9 calls:
+  SendMessage, the refused SendCommand, the op record and the idempotency pair) may come due before
+  the agent-ready event does; the join starts with that event either way."""
 
 
 def misses(res: Results) -> str:
@@ -2447,28 +2451,18 @@ def _why_join(res: Results) -> str:
     poll, cmds, direct = x.get("agent_poll_s"), x.get("commands_s"), x.get("direct_s")
     cmd_ratio = ratio(cmds, direct)
     return (
-        "the time is not spent doing the join. From the moment the first command reaches the node, "
-        f"bootstrap-node + verify-node through the control plane take {format_value(cmds)} s (status events, "
-        "Lambda, GetCommandInvocation, verify-node on a manager, tag, CONTINUE) against "
-        f"{format_value(direct)} s direct: a ratio of {format_value(cmd_ratio)}. The other "
-        f"{format_value(poll)} s (median) pass between the SSM agent registering and the control plane "
-        "noticing: nothing announces that an agent registered, so the join flow tries SendCommand, gets "
-        "InvalidInstanceId and asks again from the step queue. **Changed in this issue** (profiled from the "
-        "lab's event timeline; a CPU profile shows nothing, each invocation's own time is tens of ms, see "
-        "the REPORT lines in lab-run/bench/functions/): that retry used the general backoff of 10, 20, 40 "
-        "... s, so every join waited out most of a 10-s step (join 8-9 s, ratio 8-9, and a burst's late "
-        "nodes a 20-s one); the agent is now polled on its own short capped backoff of 2, 4, 8, 10, 10 ... s "
-        "(`JoinPolicy.agent_poll`), which halved the join. What is left is that poll's quantization "
-        "against the lab's 3-s registration. The goal is right, but polling cannot meet it (it would need "
-        "sub-second polls, about 9 API calls each); meeting it needs a registration *signal*, e.g. a State "
-        "Manager association on the cluster tag — the agent runs it as soon as it registers, and its "
-        "status event would start the bootstrap. That is a design change (a new document, rule and "
-        "stage), not done here"
-        + (
-            f"; the part the control plane adds once it can act ({format_value(cmd_ratio)}) meets 1.5."
-            if (cmd_ratio or 99) <= 1.5
-            else f"; the part the control plane adds once it can act is {format_value(cmd_ratio)}."
-        )
+        "from the moment the first command reaches the node, bootstrap-node + verify-node through the "
+        f"control plane take {format_value(cmds)} s (status events, Lambda, GetCommandInvocation, "
+        f"verify-node on a manager, tag, CONTINUE) against {format_value(direct)} s direct: "
+        f"{format_value(cmd_ratio)}. Before that, {format_value(poll)} s (median) pass between the SSM "
+        "agent registering and bootstrap-node reaching the node: the agent-ready association runs, its "
+        "event is routed to instance_state, which reads the op and sends the command. **Changed in this "
+        "issue**: that gap was the agent poll (InvalidInstanceId, ask again from the step queue): first "
+        "on the general backoff (10, 20, 40 s: joins of 8-9 s, ratio 8-9), then on a short poll (2, 4, "
+        "8, 10 s: ratio 3.2, and no poll can do better than its quantization against an unknown "
+        "registration time); now the State Manager association on the cluster tag signals the "
+        "registration and the poll (5, 10, 20, 30 s) is only the fallback. What is left is event "
+        "delivery and Lambda time, which on this 2-core machine also shares the CPU with the nodes"
     )
 
 
@@ -2479,18 +2473,22 @@ def _why_import(res: Results) -> str:
     boto = st.get(STAGES[0]) or 1
     pt, tracer, own = (st.get(k, 0) / boto for k in STAGES[1:])
     return (
-        f"the heaviest handler (`{c.get('heaviest')}`; all eight are within a few ms of each other) imports, "
-        f"one stage after the other: {parts}. On top of boto3, Powertools without the tracer costs "
-        f"{pt:.2f}x boto3, the Tracer {tracer:.2f}x (it builds the X-Ray recorder, whose sampler creates "
-        f"botocore X-Ray clients at import) and swarmkeeper's own code {own:.2f}x — "
-        f"{pt + tracer + own:.2f}x where the goal leaves 0.5x. Powertools and the Tracer are part of the "
-        "design (EMF metrics, active tracing, idempotent at-least-once handling, SQS batch reports) and "
-        f"take {pt + tracer:.2f}x of it on their own; the rest is `swarmkeeper.runtime` importing every "
-        "adapter and every flow (join, leave, reconcile, rotation) for every handler. Not changed here: "
-        "both levers touch all eight handlers and the runtime that the exit-flow work is changing right "
-        "now. Dropping the Tracer (Lambda's active tracing still records each invocation, without per-call "
-        "subsegments) and wiring only the flows a handler uses would bring the ratio to about "
-        f"{1 + pt + own / 2:.1f}. In absolute terms the whole import is "
+        f"the heaviest handler (`{c.get('heaviest')}`) imports, one stage after the other: {parts}. On top "
+        f"of boto3: Powertools {pt:.2f}x boto3, the Tracer (X-Ray SDK and its recorder) {tracer:.2f}x, the "
+        f"function's own code {own:.2f}x — {pt + tracer + own:.2f}x where the goal leaves 0.5x. **Changed "
+        "in this issue**: each function imports and wires only the flows it uses (command_status routes "
+        "every command, so it needs all four), the Tracer patches botocore only (its default patched every "
+        "library it supports and imported `requests` to do so), and the inputs read the EventBridge dict "
+        "directly instead of through Powertools' data class, whose package imports every event class: "
+        "together about 0.25x off (1.85 -> ~1.6 measured side by side). What is left is not waste: most "
+        "of the own code's share is Python generating the methods of the domain's ~75 frozen dataclasses "
+        "(decisions, actions, ops; `dataclasses` compiles their `__init__`/`__eq__`/`__hash__`/"
+        "`__setattr__` at import), and Powertools and the X-Ray SDK are chosen dependencies (logging, "
+        "EMF metrics, idempotency, per-call X-Ray subsegments). Reaching 1.5 would mean dropping the "
+        "Tracer (Lambda's active tracing still records each invocation, without subsegments for the AWS "
+        f"calls) — about {1 + pt + own:.2f} — or a domain of plain tuples/dicts; neither is worth a few ms "
+        "of a cold start that happens once per container. The goal is tight for a function that uses "
+        "Powertools fully; in absolute terms the whole import is "
         f"{(c.get('handler_s') or 0) * 1000:.0f} ms on this machine (x86, Python 3.11; Lambda runs "
         "python3.13 on arm64)."
     )
