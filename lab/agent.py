@@ -437,9 +437,9 @@ class SsmAgents:
             status = "Success"
             steps = render_commands(content, parameters)
             for step_name, script, step_timeout in steps:
-                timeout = (
-                    min(step_timeout, int(command.timeout_seconds or step_timeout)) * self.knobs.timeout_scale
-                )
+                # SendCommand's TimeoutSeconds bounds the delivery only; a run is bounded by the
+                # document step's timeoutSeconds (AWS Run Command).
+                timeout = step_timeout * self.knobs.timeout_scale
                 t0 = time.monotonic()
                 try:
                     proc = agent.node.run(["sh", "-c", script], env=env, timeout=timeout)
