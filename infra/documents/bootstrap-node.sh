@@ -6,7 +6,10 @@
 # init: create the swarm unless this node already manages one, then publish both join tokens
 #   (SecureString), manager-addresses and cluster-id under SK_PARAMETER_PREFIX.
 # join: unless already a member, read join-token/SK_ROLE and manager-addresses and join through the
-#   first manager that accepts (bounded retries); a manager then refreshes manager-addresses.
+#   first manager that accepts (bounded retries); a manager then refreshes manager-addresses. Each
+#   node starts at its own place in the manager list (from its address), so a burst spreads out. A
+#   join that dockerd reports as continuing in the background (busy managers) is waited for, not
+#   abandoned: the node leaves and tries the next manager only when that join failed or hangs.
 # Idempotent: running it again on a member changes nothing in the swarm.
 # Join tokens never reach stdout, stderr or a command line (files in a 0700 temp dir, the Engine API).
 # Last stdout line: node-id=<id> role=<manager|worker> cluster-id=<id>
@@ -66,6 +69,25 @@ ensure_docker() {
 }
 
 swarm_state() { docker info -f "${o}.Swarm.LocalNodeState${c} ${o}.Swarm.ControlAvailable${c}" 2>/dev/null || echo "unknown false"; }
+
+# await_join: a join dockerd goes on with in the background (LocalNodeState pending) is given up to
+# 60 s. 0 once the node is active; 1 if that join failed (inactive, error, ...) or is still pending.
+await_join() {
+	w=0
+	while :; do
+		# shellcheck disable=SC2046 # two words: state, control
+		set -- $(swarm_state)
+		case "$1" in
+		active) return 0 ;;
+		pending) ;;
+		*) return 1 ;;
+		esac
+		[ "$w" -lt 60 ] || return 1
+		[ "$w" -gt 0 ] || echo "bootstrap-node: a join is still going on in the background; waiting up to 60s" >&2
+		w=$((w + 1))
+		sleep 1
+	done
+}
 
 # --- Parameter Store ----------------------------------------------------------------------------
 
@@ -129,9 +151,17 @@ join_swarm() {
 		fail "cannot read $SK_PARAMETER_PREFIX/manager-addresses: $(mask <"$TMPD/err")"
 	case "$addrs" in "" | None) fail "$SK_PARAMETER_PREFIX/manager-addresses is empty" ;; esac
 	command -v curl >/dev/null 2>&1 || fail "curl is required to join"
+	# The managers from an offset of this node's own (the sum of its address's last two octets).
+	order=$(echo "$addrs" | awk -F, -v ip="$SK_ADVERTISE_ADDRESS" '{
+		split(ip, b, "."); k = (b[3] + b[4]) % NF
+		for (i = 0; i < NF; i++) printf "%s ", $((k + i) % NF + 1)
+	}')
+	# Stop starting joins in time to report before the document's 900 s timeout.
+	deadline=$(($(date +%s) + 600))
 	round=1
 	while [ "$round" -le 3 ]; do
-		for addr in $(echo "$addrs" | tr ',' ' '); do
+		for addr in $order; do
+			[ "$(date +%s)" -lt "$deadline" ] || fail "could not join through any of $addrs within 600s"
 			case "$addr" in *:*) ;; *) addr="$addr:2377" ;; esac
 			if join_once "$addr"; then
 				return 0
@@ -141,10 +171,10 @@ join_swarm() {
 			case "$reason" in
 			*"valid join token"*) fail "join via $addr refused: $reason" ;;
 			esac
-			# A timed-out join keeps trying in the background; done if it got in, else reset.
+			# A timed-out join (HTTP 503) keeps trying in the background: done if it gets in, else reset.
+			await_join && return 0
 			# shellcheck disable=SC2046 # two words: state, control
 			set -- $(swarm_state)
-			[ "$1" = active ] && return 0
 			[ "$1" = inactive ] || docker swarm leave --force >/dev/null 2>&1 || true
 			echo "bootstrap-node: join via $addr failed (round $round): $reason" >&2
 		done
@@ -179,6 +209,13 @@ if [ "$SK_MODE" = init ]; then
 	put_string "$SK_PARAMETER_PREFIX/cluster-id" "$cluster_id"
 	publish_manager_addresses
 else
+	if [ "$state" = pending ]; then
+		# An earlier run's join still going on in the background: let it finish or fail first.
+		await_join || true
+		# shellcheck disable=SC2046 # two words: state, control
+		set -- $(swarm_state)
+		state=$1 control=$2
+	fi
 	if [ "$state" = active ] && [ "$SK_ROLE" = manager ] && [ "$control" != true ]; then
 		fail "already a worker of a swarm; promote it from a manager instead"
 	fi
