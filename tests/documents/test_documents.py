@@ -423,8 +423,12 @@ def test_remove_a_manager_demotes_it_first(lab: Lab):
 
 
 def test_join_falls_through_to_a_manager_that_answers(lab: Lab):
-    # Given published manager addresses whose first entry is dead (an address nobody has)
-    dead_first = f"10.99.7.99:2377,{lab.a.ip}:2377"
+    # Given published manager addresses whose entry C tries first is dead (an address nobody has);
+    # a node starts at the entry (sum of its address's last two octets) mod the number of entries
+    third, fourth = (int(x) for x in lab.c.ip.split(".")[2:])
+    addrs = [f"{lab.a.ip}:2377"]
+    addrs.insert((third + fourth) % 2, "10.99.7.99:2377")
+    dead_first = ",".join(addrs)
     lab.ssm.put_parameter(Name=f"{PARAMS}/manager-addresses", Value=dead_first, Type="String", Overwrite=True)
 
     # When C (out of the swarm now) joins as a worker
