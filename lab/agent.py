@@ -207,36 +207,15 @@ class SsmAgents:
 
     def _apply(self, agent: Agent, association: Any) -> None:
         content, version = self._document(self.region.backend("ssm"), association.document)
-        status, code, out, err = "Success", 0, "", ""
+        record = {
+            "association_id": association.association_id,
+            "document": association.document,
+            "parameters": {},
+        }
         with agent.slots:
-            for step_name, script, step_timeout in render_commands(content, {}):
-                if not agent.online or self._closed:
-                    status = "Failed"
-                    break
-                try:
-                    proc = agent.node.run(
-                        ["sh", "-c", script],
-                        env=self.script_env(agent),
-                        timeout=step_timeout * self.knobs.timeout_scale,
-                    )
-                    out, err, code = proc.stdout or "", proc.stderr or "", proc.returncode
-                except Exception as e:
-                    out, err, code = "", f"failed to run commands: {e}\n", -1
-                self.history.append(
-                    {
-                        "association_id": association.association_id,
-                        "document": association.document,
-                        "instance_id": agent.instance_id,
-                        "step": step_name,
-                        "exit_code": code,
-                        "parameters": {},
-                        "stdout": out[-2000:],
-                        "stderr": err[-2000:],
-                    }
-                )
-                if code != 0:
-                    status = "Failed"
-                    break
+            if not agent.online or self._closed:
+                return
+            status, *_ = self._run_steps(agent, render_commands(content, {}), record)
         if self._closed:
             return
         done = 1 if status == "Success" else 0
@@ -428,54 +407,15 @@ class SsmAgents:
                 StatusDetails="InProgress",
                 ExecutionStartDateTime=_iso(started),
             )
-            env = self.script_env(agent)
-            env["AWS_SSM_INSTANCE_ID"] = instance_id
-            env["AWS_SSM_REGION_NAME"] = self.region.name
-            outs: list[str] = []
-            errs: list[str] = []
-            code = 0
-            status = "Success"
-            steps = render_commands(content, parameters)
-            for step_name, script, step_timeout in steps:
-                # SendCommand's TimeoutSeconds bounds the delivery only; a run is bounded by the
-                # document step's timeoutSeconds (AWS Run Command).
-                timeout = step_timeout * self.knobs.timeout_scale
-                t0 = time.monotonic()
-                try:
-                    proc = agent.node.run(["sh", "-c", script], env=env, timeout=timeout)
-                    out, err, code = proc.stdout or "", proc.stderr or "", proc.returncode
-                except subprocess.TimeoutExpired as e:
-                    out = _text(e.stdout)
-                    err = (
-                        _text(e.stderr)
-                        + f"\nfailed to run commands: command timed out after {timeout:.0f}s\n"
-                    )
-                    code, status = -1, "TimedOut"
-                except Exception as e:
-                    out, err, code, status = "", f"failed to run commands: {e}\n", -1, "Failed"
-                outs.append(out)
-                errs.append(err)
-                self.history.append(
-                    {
-                        "command_id": command.command_id,
-                        "document": command.document_name,
-                        "instance_id": instance_id,
-                        "step": step_name,
-                        "exit_code": code,
-                        "parameters": parameters,
-                        "seconds": round(time.monotonic() - t0, 2),
-                        "stdout": out[-2000:],
-                        "stderr": err[-2000:],
-                    }
-                )
-                if status == "Success" and code != 0:
-                    status = "Failed"
-                if status != "Success":
-                    break
-                if not agent.online:
-                    status = "Failed"
-                    break
-            stdout, stderr = "".join(outs), "".join(errs)
+            status, code, stdout, stderr = self._run_steps(
+                agent,
+                render_commands(content, parameters),
+                {
+                    "command_id": command.command_id,
+                    "document": command.document_name,
+                    "parameters": parameters,
+                },
+            )
             ended = _now()
             urls = self._write_s3(command, instance_id, stdout, stderr)
             self._set(
@@ -491,6 +431,52 @@ class SsmAgents:
                 Status=status,
                 StatusDetails=status,
             )
+
+    def _run_steps(
+        self, agent: Agent, steps: list[tuple[str, str, int]], record: dict
+    ) -> tuple[str, int, str, str]:
+        """Run a document's steps on the agent's node in order, until one fails, each bounded by its
+        timeoutSeconds (SendCommand's TimeoutSeconds bounds the delivery only), each recorded in
+        ``history`` (``record`` + its results). Returns status, last exit code, stdout, stderr."""
+        env = self.script_env(agent)
+        env["AWS_SSM_INSTANCE_ID"] = agent.instance_id
+        env["AWS_SSM_REGION_NAME"] = self.region.name
+        outs: list[str] = []
+        errs: list[str] = []
+        code, status = 0, "Success"
+        for step_name, script, step_timeout in steps:
+            timeout = step_timeout * self.knobs.timeout_scale
+            t0 = time.monotonic()
+            try:
+                proc = agent.node.run(["sh", "-c", script], env=env, timeout=timeout)
+                out, err, code = proc.stdout or "", proc.stderr or "", proc.returncode
+            except subprocess.TimeoutExpired as e:
+                out = _text(e.stdout)
+                err = _text(e.stderr) + f"\nfailed to run commands: command timed out after {timeout:.0f}s\n"
+                code, status = -1, "TimedOut"
+            except Exception as e:
+                out, err, code, status = "", f"failed to run commands: {e}\n", -1, "Failed"
+            outs.append(out)
+            errs.append(err)
+            self.history.append(
+                {
+                    **record,
+                    "instance_id": agent.instance_id,
+                    "step": step_name,
+                    "exit_code": code,
+                    "seconds": round(time.monotonic() - t0, 2),
+                    "stdout": out[-2000:],
+                    "stderr": err[-2000:],
+                }
+            )
+            if status == "Success" and code != 0:
+                status = "Failed"
+            if status != "Success":
+                break
+            if not agent.online:
+                status = "Failed"
+                break
+        return status, code, "".join(outs), "".join(errs)
 
     def _write_s3(self, command: Any, instance_id: str, stdout: str, stderr: str) -> tuple[str, str]:
         bucket = command.output_s3_bucket_name

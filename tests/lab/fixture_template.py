@@ -8,18 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from infra.documents import ACTIONS, document_content
+from infra.names import FUNCTIONS
 
 AMI_PARAMETER = "SsmParameterValueawsserviceamiamazonlinuxlatestal2023amikernel61x8664Parameter"
-FUNCTIONS = (
-    "lifecycle_action",
-    "instance_state",
-    "interruption",
-    "command_status",
-    "alarm",
-    "reconcile",
-    "rotate_tokens",
-    "steps",
-)
 
 
 def _cid(name: str) -> str:

@@ -611,16 +611,29 @@ def test_agent_ready_event_bootstraps_a_waiting_join_without_its_poll(world, man
     assert "DescribeInstances" not in ops and "BatchGetItem" not in ops, ops
 
 
-def test_agent_ready_event_without_a_join_or_failed_changes_nothing(world, manager):
-    # Given a worker with no join yet, and one whose association failed
+def test_agent_ready_event_without_a_join_changes_nothing(world, manager):
+    # Given a worker with no join yet (the association ran before the launch event was handled)
     (w,) = world.workers(1)
-    # When the agent-ready events arrive
-    ignored = world.agent_ready(w)
-    failed = world.agent_ready(w, status="Failed")
+    # When the agent-ready event arrives
+    result = world.agent_ready(w)
     # Then nothing is sent and nothing starts (its launch event will start the join)
-    assert ignored["outcome"] == "ignore" and failed["outcome"] == "ignore"
+    assert result["outcome"] == "ignore"
     assert all(s.instance_id != w for s in world.sent("bootstrap-node"))
     assert world.op(w) is None
+
+
+def test_failed_agent_ready_association_does_not_start_the_bootstrap(world, manager):
+    # Given a worker waiting for its SSM agent
+    (w,) = world.workers(1)
+    world.fakes.unregistered_agents.add(w)
+    world.lifecycle(w)
+    world.fakes.unregistered_agents.discard(w)
+    # When the agent-ready association reports Failed (a Success would bootstrap it now)
+    result = world.agent_ready(w, status="Failed")
+    # Then nothing is sent: the join waits for its poll
+    assert result["outcome"] == "ignore"
+    assert all(s.instance_id != w for s in world.sent("bootstrap-node"))
+    assert world.op(w)["stage"] == "waiting"
 
 
 def test_duplicated_step_message_runs_once(world, manager):
