@@ -5,7 +5,7 @@ An alarm of this stack going into ALARM starts a reconcile pass at once and tell
 """
 
 from swarmkeeper import inputs, runtime
-from swarmkeeper.domain.join import Decision
+from swarmkeeper.domain.kernel import Decision
 from swarmkeeper.handling import Function
 from swarmkeeper.inputs import AlarmChange
 from swarmkeeper.runtime import Runtime

@@ -7,7 +7,7 @@ commands are ignored.
 """
 
 from swarmkeeper import inputs, runtime
-from swarmkeeper.domain.join import NON_TERMINAL, Decision
+from swarmkeeper.domain.kernel import NON_TERMINAL, Decision, Outcome
 from swarmkeeper.handling import Function
 from swarmkeeper.inputs import CommandStatusChange
 from swarmkeeper.runtime import Runtime
@@ -31,7 +31,7 @@ def log_keys(change: CommandStatusChange) -> dict[str, str]:
 def unfinished(change: CommandStatusChange) -> Decision | None:
     # Pending / InProgress change nothing: answered before the idempotency record, which only a
     # terminal status needs (two DynamoDB calls saved per such event, two such events per command).
-    return Decision("ignore", f"command {change.status}") if change.status in NON_TERMINAL else None
+    return Decision(Outcome.IGNORE, f"command {change.status}") if change.status in NON_TERMINAL else None
 
 
 lambda_handler = fn.on_event(inputs.command_status_change, process, keys=log_keys, answer_first=unfinished)

@@ -9,7 +9,7 @@ already in flight for it (then that leave skips to the removal, once). Other sta
 """
 
 from swarmkeeper import inputs, runtime
-from swarmkeeper.domain.join import Decision
+from swarmkeeper.domain.kernel import Decision, Outcome
 from swarmkeeper.handling import Function
 from swarmkeeper.inputs import AgentReady, InstanceStateChange
 from swarmkeeper.runtime import Runtime
@@ -21,13 +21,13 @@ metrics = fn.metrics
 def process(change: InstanceStateChange | AgentReady, rt: Runtime) -> Decision:
     if isinstance(change, AgentReady):
         if change.status != "Success":
-            return Decision("ignore", f"agent-ready association {change.status}")
+            return Decision(Outcome.IGNORE, f"agent-ready association {change.status}")
         return rt.join.agent_registered(change.stimulus())
     if change.state == "running":
         return rt.join.request(change.join_request())
     if change.state in ("shutting-down", "terminated"):
         return rt.leave.request(change.leave_request())
-    return Decision("ignore", f"state {change.state} needs nothing")
+    return Decision(Outcome.IGNORE, f"state {change.state} needs nothing")
 
 
 lambda_handler = fn.on_event(inputs.instance_event, process)

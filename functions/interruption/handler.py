@@ -7,7 +7,7 @@ or state change finds the leave in flight and there is still one removal.
 """
 
 from swarmkeeper import inputs, runtime
-from swarmkeeper.domain.join import Decision
+from swarmkeeper.domain.kernel import Decision
 from swarmkeeper.handling import Function, instance_keys
 from swarmkeeper.inputs import InstanceNotice
 from swarmkeeper.runtime import Runtime

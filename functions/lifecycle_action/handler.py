@@ -7,7 +7,7 @@ logged as such and re-raised, so Lambda's two async retries end in the dead-lett
 """
 
 from swarmkeeper import inputs, runtime
-from swarmkeeper.domain.join import Decision
+from swarmkeeper.domain.kernel import Decision
 from swarmkeeper.handling import Function
 from swarmkeeper.inputs import LifecycleAction
 from swarmkeeper.runtime import Runtime

@@ -5,7 +5,7 @@ carries the pass on (see swarmkeeper.flows.reconcile). One pass in flight at a t
 """
 
 from swarmkeeper import runtime
-from swarmkeeper.domain.join import Decision
+from swarmkeeper.domain.kernel import Decision
 from swarmkeeper.handling import Function
 from swarmkeeper.runtime import Runtime
 

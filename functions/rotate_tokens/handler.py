@@ -5,7 +5,7 @@ to Parameter Store. The command's Success (seen by command_status) publishes Joi
 """
 
 from swarmkeeper import runtime
-from swarmkeeper.domain.join import Decision
+from swarmkeeper.domain.kernel import Decision
 from swarmkeeper.handling import Function
 from swarmkeeper.runtime import Runtime
 

@@ -15,7 +15,8 @@ from swarmkeeper.adapters.lifecycle import LifecycleActions
 from swarmkeeper.adapters.parameters import ClusterParameters
 from swarmkeeper.adapters.state import RotationOp, StateTable
 from swarmkeeper.adapters.steps import StepQueue
-from swarmkeeper.domain.join import BusEvent, StepDue
+from swarmkeeper.domain.join import JoinStepDue
+from swarmkeeper.domain.kernel import BusEvent
 from swarmkeeper.domain.models import JoinOp, Mode, Role, Stage
 
 NOW = 1_800_000_000.0
@@ -130,7 +131,7 @@ def test_steps_are_delayed_messages(aws):
             {"QueueUrl": QUEUE_URL, "MessageBody": '{"kind": "join-step", "instanceId": "i-1", '
              '"version": 2, "correlationId": "e"}', "DelaySeconds": 900},
         )  # fmt: skip
-        StepQueue(aws.sqs, QUEUE_URL).schedule(StepDue("i-1", 2, "e"), 5000)  # capped at 900
+        StepQueue(aws.sqs, QUEUE_URL).schedule(JoinStepDue("i-1", 2, "e"), 5000)  # capped at 900
 
 
 def test_run_command_send_and_invocation(aws):

@@ -17,7 +17,8 @@ import pytest
 from join_world import PREFIX, SWARM_ID
 
 from swarmkeeper.domain.errors import SwarmkeeperError
-from swarmkeeper.domain.join import Decision, JoinPolicy, JoinRequested, decide
+from swarmkeeper.domain.join import JoinPolicy, JoinRequested, decide_join
+from swarmkeeper.domain.kernel import Decision, Outcome
 from swarmkeeper.domain.leave import (
     LeaveFacts,
     LeavePolicy,
@@ -81,7 +82,7 @@ def run_script(script, max_rounds=3):
         "test",
         Poke(ME),
         gather,
-        lambda s, f: Decision("go", f"round {f.n}", ("act",)),
+        lambda s, f: Decision(Outcome.WAIT, f"round {f.n}", ("act",)),
         execute,
         max_rounds,
         NotSettled,
@@ -107,7 +108,7 @@ def test_loop_returns_the_decision_whose_actions_all_ran_and_reuses_known_facts(
     decision, reads = run_script({0: again(1), 1: lambda known: None})
 
     # Then the second decision is returned, and the fact read in round one was not read again
-    assert decision == Decision("go", "round 1", ("act",))
+    assert decision == Decision(Outcome.WAIT, "round 1", ("act",))
     assert reads == [0, 0]
     assert [r.message for r in caplog.records].count("test decision") == 2
 
@@ -127,11 +128,11 @@ def test_loop_stops_with_the_actions_outcome(caplog):
     from swarmkeeper.flows import loop
 
     def lost(known):
-        raise loop.Stop("ignore", "moved on elsewhere")
+        raise loop.Stop(Outcome.IGNORE, "moved on elsewhere")
 
     # When it runs / Then the run ends with that outcome, logged
     decision, _ = run_script({0: lost})
-    assert decision == Decision("ignore", "moved on elsewhere")
+    assert decision == Decision(Outcome.IGNORE, "moved on elsewhere")
     assert "test stopped" in [r.message for r in caplog.records]
 
 
@@ -393,6 +394,6 @@ def test_a_join_request_with_a_join_in_flight_is_decided_alike_on_any_cluster():
         instance = InstanceFacts(ME, "running", tags, "10.0.1.5")
         op = JoinOp(ME, role, GROUPS[role], stage, 3, NOW - 10, NOW + 290, "evt-1", "lifecycle")
         stimulus = JoinRequested(ME, via, "evt-2", GROUPS[role] if via == "lifecycle" else None)
-        alone = decide(stimulus, instance, ClusterState(), op, NOW, policy)
+        alone = decide_join(stimulus, instance, ClusterState(), op, NOW, policy)
         for cluster in clusters:
-            assert decide(stimulus, instance, cluster, op, NOW, policy) == alone
+            assert decide_join(stimulus, instance, cluster, op, NOW, policy) == alone

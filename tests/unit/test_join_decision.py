@@ -15,24 +15,24 @@ from swarmkeeper.domain.join import (
     AcquireInitLock,
     AgentNotReady,
     AgentRegistered,
-    CommandFinished,
     CompleteLifecycle,
-    CreateOp,
+    CreateJoin,
+    JoinCommandFinished,
     JoinPolicy,
     JoinRequested,
-    Publish,
+    JoinStepDue,
     RecordNode,
     ReleaseInitLock,
     RunBootstrap,
     RunVerify,
-    SaveOp,
-    ScheduleStep,
-    StepDue,
+    SaveJoin,
+    ScheduleJoinStep,
     TagNode,
     WakeWaitingJoins,
-    decide,
+    decide_join,
     waits_for_the_swarm,
 )
+from swarmkeeper.domain.kernel import Publish
 from swarmkeeper.domain.models import (
     ClusterIdentity,
     ClusterState,
@@ -150,10 +150,12 @@ stimuli = st.one_of(
         correlation_id=st.just("evt-2"),
         group=st.sampled_from([None, *GROUPS.values(), "other-workers"]),
     ),
-    st.builds(StepDue, instance_id=st.just(ME), version=st.integers(1, 6), correlation_id=st.just("evt-1")),
+    st.builds(
+        JoinStepDue, instance_id=st.just(ME), version=st.integers(1, 6), correlation_id=st.just("evt-1")
+    ),
     st.builds(AgentNotReady, instance_id=st.just(ME), version=st.integers(1, 6)),
     st.builds(
-        CommandFinished,
+        JoinCommandFinished,
         instance_id=st.just(ME),
         command_id=st.sampled_from(["cmd-1", "cmd-0"]),
         action=st.sampled_from(["bootstrap-node", "verify-node"]),
@@ -184,7 +186,7 @@ def alive(inst: InstanceFacts | None) -> bool:
     stimulus=stimuli, inst=instances, cluster=clusters, current=ops, now=st.sampled_from([NOW, NOW + 5000])
 )
 def test_decision_invariants(stimulus, inst, cluster, current, now):
-    d = decide(stimulus, inst, cluster, current, now, POLICY)
+    d = decide_join(stimulus, inst, cluster, current, now, POLICY)
     kinds = [type(a) for a in d.actions]
 
     # An ignored input does nothing; a closed op is never reopened
@@ -196,14 +198,14 @@ def test_decision_invariants(stimulus, inst, cluster, current, now):
     assert sum(k in (RunBootstrap, RunVerify, AcquireInitLock) for k in kinds) <= 1
 
     # A join is created only for a live, unjoined member of this cluster with nothing in flight
-    if CreateOp in kinds:
+    if CreateJoin in kinds:
         assert isinstance(stimulus, JoinRequested) and current is None and alive(inst)
         assert inst.node_id is None and POLICY.identity.role_of(inst.tags) is not None
-        assert kinds[0] is CreateOp
+        assert kinds[0] is CreateJoin
 
     # Versions move by exactly one from the op the decision saw
     base = current.version if current is not None else 1
-    writes = [a.op for a in d.actions if isinstance(a, SaveOp)]
+    writes = [a.op for a in d.actions if isinstance(a, SaveJoin)]
     writes += [a.then for a in d.actions if isinstance(a, (RunBootstrap, RunVerify))]
     assert len(writes) <= 1
     assert all(w.version == base + 1 for w in writes)
@@ -213,16 +215,20 @@ def test_decision_invariants(stimulus, inst, cluster, current, now):
             # swarm init only by a manager that holds a live lock on a cluster that does not exist
             assert a.then.role is Role.MANAGER and not cluster.initialized
             assert cluster.init_lock is not None and cluster.init_lock.held_by(ME, now)
-        if isinstance(a, RunBootstrap) and a.mode is Mode.JOIN and not isinstance(stimulus, CommandFinished):
+        if (
+            isinstance(a, RunBootstrap)
+            and a.mode is Mode.JOIN
+            and not isinstance(stimulus, JoinCommandFinished)
+        ):
             assert cluster.initialized
         if isinstance(a, RunBootstrap):
             assert alive(inst) and inst.private_ip
         if isinstance(a, RunVerify) and a.then.role is Role.WORKER:
             assert a.target != ME and a.target in cluster.managers
-        if isinstance(a, ScheduleStep):
+        if isinstance(a, ScheduleJoinStep):
             # A wait is always recorded first, and never outlives the bounds
             (saved,) = [w for w in writes]
-            assert a.step.version == saved.version and kinds.index(SaveOp) < kinds.index(ScheduleStep)
+            assert a.step.version == saved.version and kinds.index(SaveJoin) < kinds.index(ScheduleJoinStep)
             assert 1 <= a.delay_seconds <= 900
             cluster_deadline = saved.started_at + POLICY.cluster_wait_seconds
             assert now + a.delay_seconds <= max(saved.deadline, cluster_deadline, now + 1)
@@ -239,14 +245,14 @@ def test_decision_invariants(stimulus, inst, cluster, current, now):
     if d.outcome == "failed":
         published = [a.event.detail_type for a in d.actions if isinstance(a, Publish)]
         assert published == [NODE_JOIN_FAILED]
-        assert isinstance(d.actions[-1], SaveOp) and d.actions[-1].op.stage is Stage.FAILED
+        assert isinstance(d.actions[-1], SaveJoin) and d.actions[-1].op.stage is Stage.FAILED
         assert d.actions[-1].op.expires_at > now
         results = [a.result for a in d.actions if isinstance(a, CompleteLifecycle)]
         assert results == ([LifecycleResult.ABANDON] if alive(inst) else [])
 
     # CONTINUE only after a verified join: node in the swarm, Ready, with the expected role
     if any(isinstance(a, CompleteLifecycle) and a.result is LifecycleResult.CONTINUE for a in d.actions):
-        assert isinstance(stimulus, CommandFinished) and stimulus.status == "Success"
+        assert isinstance(stimulus, JoinCommandFinished) and stimulus.status == "Success"
         assert stimulus.verify.node_id == current.node_id and stimulus.verify.state == "ready"
         assert stimulus.verify.role == current.role
         assert kinds[:3] == [TagNode, RecordNode, CompleteLifecycle]
@@ -270,24 +276,28 @@ def test_decision_invariants(stimulus, inst, cluster, current, now):
 )
 def test_join_requests_that_are_ignored(inst, group, reason):
     # Given a join request that is not ours to act on, When decided, Then ignored with the reason
-    d = decide(JoinRequested(ME, "running", "evt", group), inst, ClusterState(), None, NOW, POLICY)
+    d = decide_join(JoinRequested(ME, "running", "evt", group), inst, ClusterState(), None, NOW, POLICY)
     assert d.outcome == "ignore" and reason in d.reason
 
 
 def test_join_request_with_a_join_in_flight_is_ignored():
-    d = decide(JoinRequested(ME, "running", "evt-2"), instance(), ClusterState(True), op(), NOW, POLICY)
+    d = decide_join(JoinRequested(ME, "running", "evt-2"), instance(), ClusterState(True), op(), NOW, POLICY)
     assert d.outcome == "ignore" and "already waiting" in d.reason
 
 
 def test_worker_into_existing_cluster_starts_and_bootstraps():
-    d = decide(JoinRequested(ME, "lifecycle", "evt-2"), instance(), ClusterState(True), None, NOW, POLICY)
-    assert [type(a) for a in d.actions] == [CreateOp, Publish, RunBootstrap]
+    d = decide_join(
+        JoinRequested(ME, "lifecycle", "evt-2"), instance(), ClusterState(True), None, NOW, POLICY
+    )
+    assert [type(a) for a in d.actions] == [CreateJoin, Publish, RunBootstrap]
     assert d.actions[2].mode is Mode.JOIN and d.actions[0].op.deadline == NOW + 300
 
 
 def test_manager_into_empty_cluster_takes_the_lock_first():
-    d = decide(JoinRequested(ME, "lifecycle", "e"), instance(Role.MANAGER), ClusterState(), None, NOW, POLICY)
-    assert [type(a) for a in d.actions] == [CreateOp, Publish, AcquireInitLock]
+    d = decide_join(
+        JoinRequested(ME, "lifecycle", "e"), instance(Role.MANAGER), ClusterState(), None, NOW, POLICY
+    )
+    assert [type(a) for a in d.actions] == [CreateJoin, Publish, AcquireInitLock]
     assert d.actions[2].expires_at == NOW + POLICY.init_lock_seconds
 
 
@@ -304,8 +314,13 @@ def test_manager_into_empty_cluster_takes_the_lock_first():
     ],
 )
 def test_waiting_manager_next_move(lock, initialized, expected):
-    d = decide(
-        StepDue(ME, 3), instance(Role.MANAGER), ClusterState(initialized, lock), op(Role.MANAGER), NOW, POLICY
+    d = decide_join(
+        JoinStepDue(ME, 3),
+        instance(Role.MANAGER),
+        ClusterState(initialized, lock),
+        op(Role.MANAGER),
+        NOW,
+        POLICY,
     )
     got = {
         "init": lambda: any(isinstance(a, RunBootstrap) and a.mode is Mode.INIT for a in d.actions),
@@ -321,10 +336,10 @@ def test_agent_not_ready_waits_then_gives_up_at_the_deadline():
     # Given a waiting worker whose agent is not registered
     waiting = op()
     # When SendCommand says so before the deadline, Then it waits with backoff
-    d = decide(AgentNotReady(ME, 3), instance(), ClusterState(True), waiting, NOW, POLICY)
+    d = decide_join(AgentNotReady(ME, 3), instance(), ClusterState(True), waiting, NOW, POLICY)
     assert d.outcome == "wait" and "SSM agent" in d.reason
     # When it says so at the deadline, Then ABANDON and Node Join Failed
-    d = decide(AgentNotReady(ME, 3), instance(), ClusterState(True), waiting, waiting.deadline, POLICY)
+    d = decide_join(AgentNotReady(ME, 3), instance(), ClusterState(True), waiting, waiting.deadline, POLICY)
     assert d.outcome == "failed" and "did not register within 300s" in d.reason
 
 
@@ -333,9 +348,13 @@ def test_worker_waits_for_the_cluster_longer_than_for_its_agent():
     waiting = op(waiting_for="the cluster to be initialized")
     late = waiting.deadline + 60
     # Then it keeps waiting until the cluster bound (a dead init-lock holder's lock can expire)
-    assert decide(StepDue(ME, 3), instance(), ClusterState(), waiting, late, POLICY).outcome == "wait"
+    assert (
+        decide_join(JoinStepDue(ME, 3), instance(), ClusterState(), waiting, late, POLICY).outcome == "wait"
+    )
     end = waiting.started_at + POLICY.cluster_wait_seconds
-    assert decide(StepDue(ME, 3), instance(), ClusterState(), waiting, end, POLICY).outcome == "failed"
+    assert (
+        decide_join(JoinStepDue(ME, 3), instance(), ClusterState(), waiting, end, POLICY).outcome == "failed"
+    )
 
 
 def test_backoff_grows_is_capped_and_stops_at_the_deadline():
@@ -357,9 +376,9 @@ def test_agent_poll_is_capped_and_stops_at_the_deadline():
 def test_agent_not_ready_waits_on_the_short_poll_not_the_general_backoff():
     # Given a waiting join whose SendCommand was refused (agent not registered) for the 3rd time
     waiting = op(stage=Stage.WAITING, attempts=2)
-    d = decide(AgentNotReady(ME, waiting.version), instance(), ClusterState(True), waiting, NOW, POLICY)
+    d = decide_join(AgentNotReady(ME, waiting.version), instance(), ClusterState(True), waiting, NOW, POLICY)
     # Then the next try is scheduled after the agent poll's 20 s, not the general backoff's 40 s
-    (step,) = [a for a in d.actions if isinstance(a, ScheduleStep)]
+    (step,) = [a for a in d.actions if isinstance(a, ScheduleJoinStep)]
     assert step.delay_seconds == 20
 
 
@@ -367,7 +386,7 @@ def test_agent_registered_starts_the_waiting_join_now():
     # Given a join waiting for its agent (a poll step pending for version 3)
     waiting = op(stage=Stage.WAITING, attempts=1)
     # When the agent-ready association reports the agent registered
-    d = decide(AgentRegistered(ME, "evt-9"), instance(), ClusterState(True), waiting, NOW, POLICY)
+    d = decide_join(AgentRegistered(ME, "evt-9"), instance(), ClusterState(True), waiting, NOW, POLICY)
     # Then the bootstrap starts at once, as the next version (the pending poll becomes stale)
     (run,) = [a for a in d.actions if isinstance(a, RunBootstrap)]
     assert run.mode is Mode.JOIN and run.then.version == waiting.version + 1
@@ -378,24 +397,24 @@ def test_agent_registered_starts_the_waiting_join_now():
 )
 def test_agent_registered_changes_nothing_unless_the_join_waits(stage):
     # Given a join past waiting (or closed) / When the agent-ready event arrives (late, or twice)
-    d = decide(AgentRegistered(ME), instance(), ClusterState(True), op(stage=stage), NOW, POLICY)
+    d = decide_join(AgentRegistered(ME), instance(), ClusterState(True), op(stage=stage), NOW, POLICY)
     # Then nothing happens
     assert d.outcome == "ignore" and d.actions == ()
 
 
 def test_agent_registered_before_any_join_is_ignored():
     # Given no join yet (the association ran before the launch event was handled)
-    d = decide(AgentRegistered(ME), instance(), ClusterState(True), None, NOW, POLICY)
+    d = decide_join(AgentRegistered(ME), instance(), ClusterState(True), None, NOW, POLICY)
     # Then nothing starts here: the launch event starts the join and finds the agent registered
     assert d.outcome == "ignore" and d.actions == ()
 
 
 def test_rotated_token_refusal_is_retried_once():
     booting = op(stage=Stage.BOOTSTRAPPING)
-    refused = CommandFinished(ME, "cmd-1", "bootstrap-node", "Failed", "e", bad_join_token=True)
-    d = decide(refused, instance(), ClusterState(), booting, NOW, POLICY)
+    refused = JoinCommandFinished(ME, "cmd-1", "bootstrap-node", "Failed", "e", bad_join_token=True)
+    d = decide_join(refused, instance(), ClusterState(), booting, NOW, POLICY)
     assert d.outcome == "retry" and isinstance(d.actions[0], RunBootstrap)
-    d = decide(refused, instance(), ClusterState(), replace(booting, token_retries=1), NOW, POLICY)
+    d = decide_join(refused, instance(), ClusterState(), replace(booting, token_retries=1), NOW, POLICY)
     assert d.outcome == "failed"
 
 
@@ -403,12 +422,12 @@ def test_rotated_token_refusal_is_retried_once():
 def test_verified_node_whose_instance_is_gone_is_not_continued(gone):
     # Given a worker verified Ready while its instance was terminated (or is no longer found)
     verifying = op(stage=Stage.VERIFYING)
-    ready = CommandFinished(
+    ready = JoinCommandFinished(
         ME, "cmd-1", "verify-node", "Success", "e", verify=VerifyResult(NODE, "ready", Role.WORKER)
     )
     inst = None if gone is None else instance(state=gone)
     # When the verify-node Success arrives
-    d = decide(ready, inst, ClusterState(), verifying, NOW, POLICY)
+    d = decide_join(ready, inst, ClusterState(), verifying, NOW, POLICY)
     # Then the join fails without a lifecycle action or a tag (the exit flow removes the node)
     assert d.outcome == "failed"
     assert not [a for a in d.actions if isinstance(a, (CompleteLifecycle, TagNode, RecordNode))]
@@ -431,23 +450,23 @@ def test_what_a_swarm_init_or_a_manager_join_wakes(stage, waiting_for, woken):
 
 def test_manager_joined_wakes_waiting_joins_a_worker_does_not():
     ready = {
-        role: CommandFinished(
+        role: JoinCommandFinished(
             ME, "cmd-1", "verify-node", "Success", "e", verify=VerifyResult(NODE, "ready", role)
         )
         for role in Role
     }
     for role in Role:
-        d = decide(ready[role], instance(role), ClusterState(), op(role, Stage.VERIFYING), NOW, POLICY)
+        d = decide_join(ready[role], instance(role), ClusterState(), op(role, Stage.VERIFYING), NOW, POLICY)
         assert d.outcome == "joined"
         assert any(isinstance(a, WakeWaitingJoins) for a in d.actions) is (role is Role.MANAGER)
 
 
 def test_init_success_publishes_and_releases_then_verifies_on_itself():
     booting = op(Role.MANAGER, Stage.BOOTSTRAPPING, mode=Mode.INIT)
-    done = CommandFinished(
+    done = JoinCommandFinished(
         ME, "cmd-1", "bootstrap-node", "Success", "e", BootstrapResult(NODE, Role.MANAGER, "s1")
     )
-    d = decide(done, instance(Role.MANAGER), ClusterState(), booting, NOW, POLICY)
+    d = decide_join(done, instance(Role.MANAGER), ClusterState(), booting, NOW, POLICY)
     assert [type(a) for a in d.actions] == [Publish, ReleaseInitLock, WakeWaitingJoins, RunVerify]
     assert d.actions[0].event.detail_type == "Swarm Initialized" and d.actions[0].event.node_id == NODE
     assert d.actions[3].target == ME
@@ -455,10 +474,10 @@ def test_init_success_publishes_and_releases_then_verifies_on_itself():
 
 def test_worker_with_no_joined_manager_waits_for_a_verifier():
     booting = op(Role.WORKER, Stage.BOOTSTRAPPING)
-    done = CommandFinished(
+    done = JoinCommandFinished(
         ME, "cmd-1", "bootstrap-node", "Success", "e", BootstrapResult(NODE, Role.WORKER, "s1")
     )
-    d = decide(done, instance(), ClusterState(True, managers=()), booting, NOW, POLICY)
+    d = decide_join(done, instance(), ClusterState(True, managers=()), booting, NOW, POLICY)
     assert d.outcome == "wait" and d.actions[0].op.stage is Stage.AWAITING_VERIFIER
     assert d.actions[0].op.node_id == NODE
 
@@ -475,7 +494,7 @@ def test_worker_with_no_joined_manager_waits_for_a_verifier():
 def test_command_finished_before_its_id_was_recorded_belongs_to_its_stage(stage, action, accepted):
     # Given a join saved at a command's stage, before the flow recorded the command's id
     sending = op(Role.WORKER, stage, command_id="", node_id=NODE, verifier=OTHER)
-    done = CommandFinished(
+    done = JoinCommandFinished(
         ME,
         "cmd-new",
         action,
@@ -485,6 +504,6 @@ def test_command_finished_before_its_id_was_recorded_belongs_to_its_stage(stage,
         VerifyResult(NODE, "ready", "worker") if action == "verify-node" else None,
     )
     # When that command's Success arrives
-    d = decide(done, instance(), ClusterState(True, managers=(OTHER,)), sending, NOW, POLICY)
+    d = decide_join(done, instance(), ClusterState(True, managers=(OTHER,)), sending, NOW, POLICY)
     # Then it is taken as the stage's command only when the document matches the stage
     assert (d.outcome != "ignore") is accepted

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from swarmkeeper.domain.join import Publish
+from swarmkeeper.domain.kernel import Publish
 from swarmkeeper.domain.leave import (
     DRAIN,
     LEAVE,

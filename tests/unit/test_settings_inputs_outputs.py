@@ -11,7 +11,7 @@ from join_world import ENV, load_event
 from swarmkeeper import inputs
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import MalformedEvent
-from swarmkeeper.domain.join import StepDue
+from swarmkeeper.domain.join import JoinStepDue
 from swarmkeeper.domain.models import Role
 from swarmkeeper.settings import RuntimeSettings, SettingsError
 
@@ -115,7 +115,7 @@ def test_malformed_lifecycle_events_say_what_is_wrong(mutate, message):
 
 
 def test_step_messages_round_trip_and_reject_garbage():
-    step = StepDue("i-0123456789abcdef0", 4, "evt")
+    step = JoinStepDue("i-0123456789abcdef0", 4, "evt")
     assert inputs.step_body(inputs.step_message(step)) == step
     garbage = [
         "{",

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from swarmkeeper import runtime
 from swarmkeeper.domain.errors import MalformedEvent
-from swarmkeeper.domain.join import Decision
+from swarmkeeper.domain.kernel import Decision
 from swarmkeeper.domain.outputs import redact
 from swarmkeeper.runtime import Runtime
 from swarmkeeper.settings import RuntimeSettings
@@ -26,21 +26,6 @@ Handler = Callable[[Any, LambdaContext], dict]
 # What the functions call: botocore alone. Left to its default, the Tracer patches every library
 # X-Ray supports that is installed, and imports `requests` (and more) to do so, in every cold start.
 TRACED_MODULES = ("botocore",)
-
-_METRIC = {
-    "start": "NodeJoinStarted",
-    "joined": "NodeJoined",
-    "failed": "NodeJoinFailed",
-    "rotated": "JoinTokensRotated",
-    "rotation-failed": "TokenRotationFailed",
-    "ignore": "EventIgnored",
-    "drain": "NodeDrainStarted",
-    "removed": "NodeRemoved",
-    "gave-up": "NodeRemovalGaveUp",
-    "alarm": "AlarmRaised",
-    "reconciled": "ReconcilePasses",
-    "reconcile-failed": "ReconcileFailed",
-}
 
 
 def cluster_metrics(cluster_name: str) -> Metrics:
@@ -65,9 +50,8 @@ def parse_or_reject(parse: Callable[[Any], T], event: Any, logger: Logger) -> T:
 def report(decision: Decision, logger: Logger, metrics: Metrics) -> dict[str, str]:
     reason = redact(decision.reason)
     logger.info(f"{decision.outcome}: {reason}", extra={"outcome": decision.outcome})
-    name = _METRIC.get(decision.outcome)
-    if name:
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    if decision.outcome.metric:
+        metrics.add_metric(name=decision.outcome.metric, unit=MetricUnit.Count, value=1)
     return {"outcome": decision.outcome, "reason": reason}
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmkeeper.domain.errors import MalformedEvent
-from swarmkeeper.domain.join import AgentRegistered, JoinRequested, StepDue
+from swarmkeeper.domain.join import AgentRegistered, JoinRequested, JoinStepDue
 from swarmkeeper.domain.leave import (
     VIA_LIFECYCLE,
     VIA_REBALANCE,
@@ -37,7 +37,7 @@ ALARM_STATE = "CloudWatch Alarm State Change"
 _INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
 JOIN_STEP = "join-step"
 LEAVE_STEP = "leave-step"
-_STEP_KINDS = {JOIN_STEP: StepDue, LEAVE_STEP: LeaveStepDue}
+_STEP_KINDS = {JOIN_STEP: JoinStepDue, LEAVE_STEP: LeaveStepDue}
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def alarm_change(event: Any) -> AlarmChange:
     return AlarmChange(_field(event_id, detail, "alarmName"), state["value"], event_id)
 
 
-def step_body(body: str) -> StepDue | LeaveStepDue:
+def step_body(body: str) -> JoinStepDue | LeaveStepDue:
     """A step-queue message (written by ``adapters.steps.StepQueue``): a join or a leave step."""
     try:
         data = json.loads(body)
@@ -225,11 +225,11 @@ def step_body(body: str) -> StepDue | LeaveStepDue:
     return _STEP_KINDS[data["kind"]](instance_id, version, str(data.get("correlationId", "")))
 
 
-def step_kind(step: StepDue | LeaveStepDue) -> str:
+def step_kind(step: JoinStepDue | LeaveStepDue) -> str:
     return LEAVE_STEP if isinstance(step, LeaveStepDue) else JOIN_STEP
 
 
-def step_message(step: StepDue | LeaveStepDue) -> str:
+def step_message(step: JoinStepDue | LeaveStepDue) -> str:
     return json.dumps(
         {
             "kind": step_kind(step),

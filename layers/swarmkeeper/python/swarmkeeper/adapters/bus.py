@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from swarmkeeper.domain.errors import SwarmkeeperError
-from swarmkeeper.domain.join import BusEvent
+from swarmkeeper.domain.kernel import BusEvent
 from swarmkeeper.domain.outputs import redact
 
 SOURCE = "swarmkeeper"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarmkeeper.domain.join import StepDue
+from swarmkeeper.domain.join import JoinStepDue
 from swarmkeeper.domain.leave import LeaveStepDue
 from swarmkeeper.inputs import step_message
 
@@ -16,7 +16,7 @@ class StepQueue:
         self._sqs = sqs
         self._url = queue_url
 
-    def schedule(self, step: StepDue | LeaveStepDue, delay_seconds: int) -> None:
+    def schedule(self, step: JoinStepDue | LeaveStepDue, delay_seconds: int) -> None:
         self._sqs.send_message(
             QueueUrl=self._url,
             MessageBody=step_message(step),

@@ -1,7 +1,7 @@
 """What to do next for a joining instance: a pure function of (stimulus, instance facts, cluster
 state, operation in flight, now).
 
-``decide`` returns a ``Decision``: an outcome label and the actions to execute in order. The flow
+``decide_join`` returns a ``Decision``: an ``Outcome``, a reason and the actions to execute in order. The flow
 (``swarmkeeper.flows.join``) gathers the facts and executes the actions; three actions can send it
 back here with fresh facts (``AcquireInitLock`` always; ``RunBootstrap`` when the SSM agent has not
 registered, as ``AgentNotReady``). Nothing here touches AWS.
@@ -11,6 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from swarmkeeper.domain.kernel import (
+    NON_TERMINAL,
+    TERMINAL_SUCCESS,
+    BusEvent,
+    Decision,
+    Outcome,
+    Publish,
+    ignore,
+)
 from swarmkeeper.domain.models import (
     ClusterIdentity,
     ClusterState,
@@ -78,7 +87,7 @@ class JoinRequested:
 
 
 @dataclass(frozen=True)
-class StepDue:
+class JoinStepDue:
     """A delayed re-delivery from the step queue (or the flow re-deciding with fresh facts)."""
 
     instance_id: str
@@ -103,7 +112,7 @@ class AgentNotReady:
 
 
 @dataclass(frozen=True)
-class CommandFinished:
+class JoinCommandFinished:
     """A terminal status of a bootstrap-node or verify-node command of this join."""
 
     instance_id: str  # the joining instance (not the verifier)
@@ -117,29 +126,18 @@ class CommandFinished:
     detail: str = ""  # redacted excerpt of the command's stderr/stdout
 
 
-Stimulus = JoinRequested | StepDue | AgentRegistered | AgentNotReady | CommandFinished
+JoinStimulus = JoinRequested | JoinStepDue | AgentRegistered | AgentNotReady | JoinCommandFinished
 
 # ------------------------------------------------------------------------------------- actions
 
 
 @dataclass(frozen=True)
-class BusEvent:
-    detail_type: str
-    cluster: str
-    instance_id: str
-    node_id: str
-    role: str
-    reason: str
-    correlation_id: str
-
-
-@dataclass(frozen=True)
-class CreateOp:
+class CreateJoin:
     op: JoinOp  # conditional put: if an op exists already, the flow stops (a duplicate lost the race)
 
 
 @dataclass(frozen=True)
-class SaveOp:
+class SaveJoin:
     op: JoinOp  # conditional on the stored version being op.version - 1
 
 
@@ -168,8 +166,8 @@ class RunVerify:
 
 
 @dataclass(frozen=True)
-class ScheduleStep:
-    step: StepDue
+class ScheduleJoinStep:
+    step: JoinStepDue
     delay_seconds: int
 
 
@@ -195,25 +193,20 @@ class RecordNode:
 
 
 @dataclass(frozen=True)
-class Publish:
-    event: BusEvent
-
-
-@dataclass(frozen=True)
 class WakeWaitingJoins:
     """What other joins waited for happened (the swarm exists, a manager joined): their next step
     now, not at their next backoff (see ``waits_for_the_swarm``)."""
 
 
-Action = (
+JoinAction = (
     WakeWaitingJoins
-    | CreateOp
-    | SaveOp
+    | CreateJoin
+    | SaveJoin
     | AcquireInitLock
     | ReleaseInitLock
     | RunBootstrap
     | RunVerify
-    | ScheduleStep
+    | ScheduleJoinStep
     | CompleteLifecycle
     | TagNode
     | RecordNode
@@ -226,41 +219,34 @@ NODE_JOINED = "Node Joined"
 NODE_JOIN_FAILED = "Node Join Failed"
 
 
-@dataclass(frozen=True)
-class Decision:
-    outcome: str  # ignore | start | wait | lock | bootstrap | verify | retry | joined | failed
-    reason: str
-    actions: tuple[Action, ...] = ()
+JoinDecision = Decision[JoinAction]
 
 
-def _ignore(reason: str) -> Decision:
-    return Decision("ignore", reason)
+def _ignore(reason: str) -> JoinDecision:
+    return ignore(reason)
 
-
-TERMINAL_SUCCESS = "Success"
-NON_TERMINAL = frozenset({"Pending", "InProgress", "Delayed", "Cancelling"})
 
 # -------------------------------------------------------------------------------------- decide
 
 
-def decide(
-    stimulus: Stimulus,
+def decide_join(
+    stimulus: JoinStimulus,
     instance: InstanceFacts | None,
     cluster: ClusterState,
     op: JoinOp | None,
     now: float,
     policy: JoinPolicy,
-) -> Decision:
+) -> JoinDecision:
     match stimulus:
         case JoinRequested():
             return _on_join_requested(stimulus, instance, cluster, op, now, policy)
-        case StepDue():
+        case JoinStepDue():
             return _on_step(stimulus, instance, cluster, op, now, policy)
         case AgentRegistered():
             return _on_agent_registered(stimulus, instance, cluster, op, now, policy)
         case AgentNotReady():
             return _on_agent_not_ready(stimulus, instance, cluster, op, now, policy)
-        case CommandFinished():
+        case JoinCommandFinished():
             return _on_command_finished(stimulus, instance, cluster, op, now, policy)
     raise TypeError(f"unknown stimulus {stimulus!r}")
 
@@ -272,7 +258,7 @@ def _on_join_requested(
     op: JoinOp | None,
     now: float,
     policy: JoinPolicy,
-) -> Decision:
+) -> JoinDecision:
     identity = policy.identity
     if s.group is not None and not identity.owns_group(s.group):
         return _ignore(f"group {s.group} is not one of cluster {identity.name}")
@@ -299,19 +285,19 @@ def _on_join_requested(
         via=s.via,
         expires_at=now + policy.open_op_seconds,
     )
-    started = (CreateOp(new), Publish(_event(policy, new, NODE_JOIN_STARTED, f"{s.via} event")))
+    started = (CreateJoin(new), Publish(_event(policy, new, NODE_JOIN_STARTED, f"{s.via} event")))
     nxt = _advance(new, instance, cluster, now, policy)
-    return Decision("start", nxt.reason, started + nxt.actions)
+    return Decision(Outcome.START, nxt.reason, started + nxt.actions)
 
 
 def _on_step(
-    s: StepDue,
+    s: JoinStepDue,
     instance: InstanceFacts | None,
     cluster: ClusterState,
     op: JoinOp | None,
     now: float,
     policy: JoinPolicy,
-) -> Decision:
+) -> JoinDecision:
     if op is None:
         return _ignore("no join in flight")
     if op.stage.closed:
@@ -337,13 +323,15 @@ def _on_agent_registered(
     op: JoinOp | None,
     now: float,
     policy: JoinPolicy,
-) -> Decision:
+) -> JoinDecision:
     if op is None:
         return _ignore("no join in flight (its launch event will find the agent registered)")
     if op.stage is not Stage.WAITING:
         return _ignore(f"join is {op.stage}, not waiting")
     # What the next poll would do, now: the pending poll's step finds a newer version and is dropped.
-    return _on_step(StepDue(s.instance_id, op.version, s.correlation_id), instance, cluster, op, now, policy)
+    return _on_step(
+        JoinStepDue(s.instance_id, op.version, s.correlation_id), instance, cluster, op, now, policy
+    )
 
 
 def _on_agent_not_ready(
@@ -353,7 +341,7 @@ def _on_agent_not_ready(
     op: JoinOp | None,
     now: float,
     policy: JoinPolicy,
-) -> Decision:
+) -> JoinDecision:
     if op is None or op.stage is not Stage.WAITING or op.version != s.version:
         return _ignore("no waiting join for this instance")
     if now >= op.deadline:
@@ -368,13 +356,13 @@ _STAGE_OF_ACTION = {"bootstrap-node": Stage.BOOTSTRAPPING, "verify-node": Stage.
 
 
 def _on_command_finished(
-    s: CommandFinished,
+    s: JoinCommandFinished,
     instance: InstanceFacts | None,
     cluster: ClusterState,
     op: JoinOp | None,
     now: float,
     policy: JoinPolicy,
-) -> Decision:
+) -> JoinDecision:
     if op is None or op.stage.closed:
         return _ignore("no join in flight for this command")
     # The flow saves the stage before it sends the command and records the id after: a command that
@@ -393,14 +381,14 @@ def _on_command_finished(
 
 
 def _after_bootstrap(
-    s: CommandFinished,
+    s: JoinCommandFinished,
     ok: bool,
     instance: InstanceFacts | None,
     cluster: ClusterState,
     op: JoinOp,
     now: float,
     policy: JoinPolicy,
-) -> Decision:
+) -> JoinDecision:
     release = (ReleaseInitLock(op.instance_id),) if op.mode is Mode.INIT else ()
     if not ok:
         alive = instance is not None and not instance.gone and instance.private_ip is not None
@@ -408,7 +396,7 @@ def _after_bootstrap(
             # Tokens were rotated between the script's read and its join: run it again, it reads anew.
             then = _next(op, stage=Stage.BOOTSTRAPPING, token_retries=op.token_retries + 1)
             return Decision(
-                "retry", "join token was rotated under the join", (RunBootstrap(Mode.JOIN, then),)
+                Outcome.RETRY, "join token was rotated under the join", (RunBootstrap(Mode.JOIN, then),)
             )
         reason = _failed("bootstrap-node", s)
         return _with_first(release, _fail(op, reason, cluster, now, policy, complete=_alive(instance)))
@@ -419,7 +407,7 @@ def _after_bootstrap(
     if result.role is not op.role:
         reason = f"node joined as {result.role}, expected {op.role}"
         return _with_first(release, _fail(op, reason, cluster, now, policy, complete=_alive(instance)))
-    inited: tuple[Action, ...] = ()
+    inited: tuple[JoinAction, ...] = ()
     if op.mode is Mode.INIT:
         reason = f"swarm {result.cluster_id} initialized" if result.cluster_id else "swarm initialized"
         inited = (
@@ -433,14 +421,14 @@ def _after_bootstrap(
 
 
 def _after_verify(
-    s: CommandFinished,
+    s: JoinCommandFinished,
     ok: bool,
     instance: InstanceFacts | None,
     cluster: ClusterState,
     op: JoinOp,
     now: float,
     policy: JoinPolicy,
-) -> Decision:
+) -> JoinDecision:
     v = s.verify
     if not ok:
         return _fail(op, _failed("verify-node", s), cluster, now, policy, complete=_alive(instance))
@@ -456,14 +444,14 @@ def _after_verify(
         return _fail(op, reason, cluster, now, policy, complete=False)
     closed = _next(op, stage=Stage.JOINED, reason="joined")
     return Decision(
-        "joined",
+        Outcome.JOINED,
         f"node {op.node_id} is ready as {op.role}",
         (
             TagNode(op.instance_id, op.node_id),
             RecordNode(op.instance_id, op.node_id, op.role, op.verifier),
             CompleteLifecycle(op.instance_id, op.group, LifecycleResult.CONTINUE),
             Publish(_event(policy, op, NODE_JOINED, f"ready as {op.role}")),
-            SaveOp(_closing(closed, now, policy)),
+            SaveJoin(_closing(closed, now, policy)),
             *((WakeWaitingJoins(),) if op.role is Role.MANAGER else ()),
         ),
     )
@@ -482,7 +470,7 @@ def waits_for_the_swarm(op: JoinOp) -> bool:
 
 def _advance(
     op: JoinOp, instance: InstanceFacts, cluster: ClusterState, now: float, policy: JoinPolicy
-) -> Decision:
+) -> JoinDecision:
     """Next move of a WAITING op: give up, wait, take the init lock, or bootstrap. Waits for the
     instance end at ``op.deadline``; waits for the cluster at ``started_at + cluster_wait_seconds``."""
     cluster_deadline = op.started_at + policy.cluster_wait_seconds
@@ -496,7 +484,7 @@ def _advance(
     if cluster.initialized:
         then = replace(bootstrapping, mode=Mode.JOIN)
         return Decision(
-            "bootstrap",
+            Outcome.BOOTSTRAP,
             "cluster exists: join",
             (*_release_if_held(op, cluster, now), RunBootstrap(Mode.JOIN, then)),
         )
@@ -505,7 +493,7 @@ def _advance(
     lock = cluster.init_lock
     if lock is not None and lock.held_by(op.instance_id, now):
         return Decision(
-            "bootstrap",
+            Outcome.BOOTSTRAP,
             "holds the init lock: init",
             (RunBootstrap(Mode.INIT, replace(bootstrapping, mode=Mode.INIT)),),
         )
@@ -513,7 +501,7 @@ def _advance(
         what = f"the cluster to be initialized by {lock.holder}"
         return _wait(op, what, now, policy, until=cluster_deadline)
     return Decision(
-        "lock",
+        Outcome.LOCK,
         "no cluster and no live init lock",
         (AcquireInitLock(op.instance_id, now + policy.init_lock_seconds),),
     )
@@ -521,7 +509,7 @@ def _advance(
 
 def _verify_or_wait(
     op: JoinOp, node_id: str, cluster: ClusterState, now: float, policy: JoinPolicy, fresh_wait: bool = False
-) -> Decision:
+) -> JoinDecision:
     # A manager verifies itself (it can run `docker node ls`); a worker needs a joined manager.
     if op.role is Role.MANAGER:
         target = op.instance_id
@@ -529,7 +517,7 @@ def _verify_or_wait(
         target = next((m for m in cluster.managers if m != op.instance_id), "")
     if target:
         then = _next(op, stage=Stage.VERIFYING, node_id=node_id, verifier=target)
-        return Decision("verify", f"verify {node_id} on {target}", (RunVerify(target, node_id, then),))
+        return Decision(Outcome.VERIFY, f"verify {node_id} on {target}", (RunVerify(target, node_id, then),))
     waiting = replace(op, stage=Stage.AWAITING_VERIFIER, node_id=node_id)
     if fresh_wait:
         waiting = replace(waiting, attempts=0, deadline=now + policy.agent_wait_seconds)
@@ -543,35 +531,37 @@ def _wait(
     policy: JoinPolicy,
     until: float | None = None,
     delay: int | None = None,
-) -> Decision:
+) -> JoinDecision:
     if delay is None:
         delay = policy.backoff(op.attempts, now, op.deadline if until is None else until)
     waiting = _next(op, attempts=op.attempts + 1, waiting_for=what)
-    step = StepDue(op.instance_id, waiting.version, op.correlation_id)
-    return Decision("wait", f"waiting {delay}s for {what}", (SaveOp(waiting), ScheduleStep(step, delay)))
+    step = JoinStepDue(op.instance_id, waiting.version, op.correlation_id)
+    return Decision(
+        Outcome.WAIT, f"waiting {delay}s for {what}", (SaveJoin(waiting), ScheduleJoinStep(step, delay))
+    )
 
 
 def _fail(
     op: JoinOp, reason: str, cluster: ClusterState, now: float, policy: JoinPolicy, complete: bool = True
-) -> Decision:
+) -> JoinDecision:
     closed = _closing(_next(op, stage=Stage.FAILED, reason=reason), now, policy)
-    actions: tuple[Action, ...] = (
+    actions: tuple[JoinAction, ...] = (
         *_release_if_held(op, cluster, now),
         *((CompleteLifecycle(op.instance_id, op.group, LifecycleResult.ABANDON),) if complete else ()),
         Publish(_event(policy, op, NODE_JOIN_FAILED, reason)),
-        SaveOp(closed),
+        SaveJoin(closed),
     )
-    return Decision("failed", reason, tuple(dict.fromkeys(actions)))
+    return Decision(Outcome.FAILED, reason, tuple(dict.fromkeys(actions)))
 
 
-def _release_if_held(op: JoinOp, cluster: ClusterState, now: float) -> tuple[Action, ...]:
+def _release_if_held(op: JoinOp, cluster: ClusterState, now: float) -> tuple[JoinAction, ...]:
     lock = cluster.init_lock
     if lock is not None and lock.holder == op.instance_id:
         return (ReleaseInitLock(op.instance_id),)
     return ()
 
 
-def _with_first(first: tuple[Action, ...], d: Decision) -> Decision:
+def _with_first(first: tuple[JoinAction, ...], d: JoinDecision) -> JoinDecision:
     """Prepend ``first`` to the decision's actions, dropping later duplicates."""
     actions = tuple(dict.fromkeys(first + d.actions))
     return replace(d, actions=actions)
@@ -582,7 +572,7 @@ def _alive(instance: InstanceFacts | None) -> bool:
     return instance is not None and not instance.gone
 
 
-def _failed(action: str, s: CommandFinished) -> str:
+def _failed(action: str, s: JoinCommandFinished) -> str:
     return f"{action} {s.status}: {s.detail}" if s.detail else f"{action} {s.status}"
 
 

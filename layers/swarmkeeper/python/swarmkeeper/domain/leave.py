@@ -1,7 +1,7 @@
 """What to do next for a node on its way out: a pure function of (stimulus, facts, leave op, now).
 
 The exit flow (``swarmkeeper.flows.leave``) gathers the facts, calls ``decide_leave`` and executes
-the actions in order, like the join flow does with ``domain.join.decide``. Nothing here touches AWS.
+the actions in order, like the join flow does with ``domain.join.decide_join``. Nothing here touches AWS.
 
 Stages of a leave op (``op#<instance-id>``, kind leave):
 
@@ -24,7 +24,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from swarmkeeper.domain.join import NON_TERMINAL, TERMINAL_SUCCESS, BusEvent, Decision, Publish
+from swarmkeeper.domain.kernel import (
+    NON_TERMINAL,
+    TERMINAL_SUCCESS,
+    BusEvent,
+    Decision,
+    Outcome,
+    Publish,
+    ignore,
+)
 from swarmkeeper.domain.models import ClusterIdentity, InstanceFacts, JoinOp, LeaveOp, LeaveStage, Role
 from swarmkeeper.domain.quorum import can_remove_manager
 from swarmkeeper.domain.view import ClusterView
@@ -205,12 +213,14 @@ LeaveAction = (
     | Publish
 )
 
+LeaveDecision = Decision[LeaveAction]
+
 # -------------------------------------------------------------------------------------- decide
 
 
 def decide_leave(
     stimulus: LeaveStimulus, facts: LeaveFacts, op: LeaveOp | None, now: float, policy: LeavePolicy
-) -> Decision:
+) -> LeaveDecision:
     match stimulus:
         case LeaveRequested():
             return _on_request(stimulus, facts, op, now, policy)
@@ -223,7 +233,9 @@ def decide_leave(
     raise TypeError(f"unknown stimulus {stimulus!r}")
 
 
-def _on_request(s: LeaveRequested, f: LeaveFacts, op: LeaveOp | None, now: float, p: LeavePolicy) -> Decision:
+def _on_request(
+    s: LeaveRequested, f: LeaveFacts, op: LeaveOp | None, now: float, p: LeavePolicy
+) -> LeaveDecision:
     if s.group is not None and not p.identity.owns_group(s.group):
         return _ignore(f"group {s.group} is not one of cluster {p.identity.name}")
     if f.role is None:
@@ -256,30 +268,32 @@ def _on_request(s: LeaveRequested, f: LeaveFacts, op: LeaveOp | None, now: float
         actions: tuple[LeaveAction, ...] = (CreateLeave(closed, replacing),)
         if s.group:
             actions += (CompleteTerminate(s.instance_id, s.group),)
-        return Decision("removed", "no swarm node to remove: never joined", actions)
+        return Decision(Outcome.REMOVED, "no swarm node to remove: never joined", actions)
     if gone:
         removing = replace(new, stage=LeaveStage.REMOVING)
         d = _to_removal(removing, f, now, p, fresh=True, reason=f"instance is {_state(f)}")
         return Decision(d.outcome, d.reason, (CreateLeave(removing, replacing), *d.actions))
     started = (CreateLeave(new, replacing), Publish(_event(p, new, NODE_DRAINING, f"{via} event")))
     d = _send_drain(new, f, now, p)
-    return Decision("drain", d.reason, started + d.actions)
+    return Decision(Outcome.DRAIN, d.reason, started + d.actions)
 
 
 def _on_request_in_flight(
     s: LeaveRequested, f: LeaveFacts, op: LeaveOp, now: float, p: LeavePolicy
-) -> Decision:
+) -> LeaveDecision:
     if s.via == VIA_LIFECYCLE:
         if op.stage.closed:
             # Removed already (e.g. after a Spot warning): let the instance go.
             group = s.group or op.group
             actions = (CompleteTerminate(s.instance_id, group),) if group else ()
-            return Decision("complete", f"leave already {op.stage}: continue the termination", actions)
+            return Decision(Outcome.COMPLETE, f"leave already {op.stage}: continue the termination", actions)
         if op.group:
             return _ignore(f"leave already {op.stage} for this lifecycle action")
         held = _next(op, group=s.group)
         return Decision(
-            "wait", f"leave {op.stage}: the lifecycle action waits for it", (SaveLeave(held), *_resume(held))
+            Outcome.WAIT,
+            f"leave {op.stage}: the lifecycle action waits for it",
+            (SaveLeave(held), *_resume(held)),
         )
     if s.via == VIA_STATE and not op.stage.closed and op.stage is not LeaveStage.REMOVING:
         # The instance went away mid-drain: nothing left to drain or leave, remove it now.
@@ -288,7 +302,7 @@ def _on_request_in_flight(
     return _ignore(f"leave already {op.stage} (started by {op.via} event {op.correlation_id})")
 
 
-def _on_step(s: LeaveStepDue, f: LeaveFacts, op: LeaveOp | None, now: float, p: LeavePolicy) -> Decision:
+def _on_step(s: LeaveStepDue, f: LeaveFacts, op: LeaveOp | None, now: float, p: LeavePolicy) -> LeaveDecision:
     if op is None or op.stage.closed:
         return _ignore("no leave in flight")
     if op.version != s.version:
@@ -311,7 +325,7 @@ def _on_step(s: LeaveStepDue, f: LeaveFacts, op: LeaveOp | None, now: float, p: 
 
 def _on_finished(
     s: LeaveCommandFinished, f: LeaveFacts, op: LeaveOp | None, now: float, p: LeavePolicy
-) -> Decision:
+) -> LeaveDecision:
     if op is None or op.stage.closed:
         return _ignore("no leave in flight for this command")
     # The flow saves the stage (and target) before SendCommand and the id after it: a command that
@@ -356,7 +370,7 @@ def _on_finished(
 
 def _on_not_delivered(
     s: LeaveNotDelivered, f: LeaveFacts, op: LeaveOp | None, now: float, p: LeavePolicy
-) -> Decision:
+) -> LeaveDecision:
     if op is None or op.stage.closed or op.version != s.version:
         return _ignore("no leave waiting on this command")
     if s.action == LEAVE:
@@ -374,7 +388,7 @@ def _on_not_delivered(
 # ------------------------------------------------------------------------------------- stages
 
 
-def _send_drain(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy) -> Decision:
+def _send_drain(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy) -> LeaveDecision:
     target = _pick(op, f)
     if target is None:
         if now >= op.drain_deadline:
@@ -384,28 +398,30 @@ def _send_drain(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy) -> Decis
     then = _next(op, stage=LeaveStage.DRAINING, target=target, waiting_for="")
     params = (("NodeId", op.node_id), ("TimeoutSeconds", str(timeout)))
     return Decision(
-        "drain",
+        Outcome.DRAIN,
         f"drain {op.node_id} from {target} (up to {timeout}s)",
         (SendCommand(DRAIN, target, params, then),),
     )
 
 
-def _after_drain(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, why: str) -> Decision:
+def _after_drain(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, why: str) -> LeaveDecision:
     if op.role is Role.MANAGER:
         return _to_removal(replace(op, reason=why), f, now, p, fresh=True, reason=why)
     return _send_leave(replace(op, reason=why), f, now, p, why)
 
 
-def _send_leave(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, why: str) -> Decision:
+def _send_leave(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, why: str) -> LeaveDecision:
     if f.instance is None or f.instance.gone:
         return _after_leave(_next(op, stage=LeaveStage.LEAVING), f, now, p)
     then = _next(op, stage=LeaveStage.LEAVING, target=op.instance_id, waiting_for="")
     return Decision(
-        "leave", f"{why}; leave-swarm on {op.instance_id}", (SendCommand(LEAVE, op.instance_id, (), then),)
+        Outcome.LEAVE,
+        f"{why}; leave-swarm on {op.instance_id}",
+        (SendCommand(LEAVE, op.instance_id, (), then),),
     )
 
 
-def _after_leave(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy) -> Decision:
+def _after_leave(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy) -> LeaveDecision:
     if op.role is Role.MANAGER:  # managers leave after their removal
         return _finish(op, now, p, "removed and left")
     return _to_removal(replace(op, excluded=(), attempts=0), f, now, p, fresh=False)
@@ -413,7 +429,7 @@ def _after_leave(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy) -> Deci
 
 def _to_removal(
     op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, fresh: bool, reason: str = ""
-) -> Decision:
+) -> LeaveDecision:
     """Send remove-node from a manager, or wait (fresh view, quorum guard, manager lock, a manager)."""
     removing = replace(op, stage=LeaveStage.REMOVING, command_id="")
     if now >= op.deadline:
@@ -449,12 +465,12 @@ def _to_removal(
     params = (("NodeId", op.node_id), ("ParameterPrefix", p.parameter_prefix), ("Region", p.region))
     why = f"{reason}; " if reason else ""
     send = SendCommand(REMOVE, target, params, then, lock_until)
-    return Decision("remove", f"{why}remove {op.node_id} from {target}", (send,))
+    return Decision(Outcome.REMOVE, f"{why}remove {op.node_id} from {target}", (send,))
 
 
 def _after_removal(
     op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, demoted: bool = True, why: str = "removed"
-) -> Decision:
+) -> LeaveDecision:
     events: tuple[LeaveAction, ...] = ()
     if op.role is Role.MANAGER:
         if demoted:
@@ -467,16 +483,16 @@ def _after_removal(
     return replace(d, actions=events + d.actions)
 
 
-def _finish(op: LeaveOp, now: float, p: LeavePolicy, why: str) -> Decision:
+def _finish(op: LeaveOp, now: float, p: LeavePolicy, why: str) -> LeaveDecision:
     closed = _closing(_next(op, stage=LeaveStage.DONE, command_id="", reason=why), now, p)
     kind = NODE_REMOVED if op.graceful else DEAD_NODE_REMOVED
     actions: tuple[LeaveAction, ...] = (ForgetNode(op.instance_id), Publish(_event(p, op, kind, why)))
     if op.group:
         actions += (CompleteTerminate(op.instance_id, op.group),)
-    return Decision("removed", f"node {op.node_id} {why}", (*actions, SaveLeave(closed)))
+    return Decision(Outcome.REMOVED, f"node {op.node_id} {why}", (*actions, SaveLeave(closed)))
 
 
-def _give_up(op: LeaveOp, why: str, now: float, p: LeavePolicy) -> Decision:
+def _give_up(op: LeaveOp, why: str, now: float, p: LeavePolicy) -> LeaveDecision:
     """The hook budget is spent: let the instance go; reconcile removes what is left of the node."""
     closed = _closing(_next(op, stage=LeaveStage.DONE, command_id="", reason=why), now, p)
     actions: tuple[LeaveAction, ...] = ()
@@ -484,20 +500,20 @@ def _give_up(op: LeaveOp, why: str, now: float, p: LeavePolicy) -> Decision:
         actions += (ReleaseManagerLock(op.instance_id),)
     if op.group:
         actions += (CompleteTerminate(op.instance_id, op.group),)
-    return Decision("gave-up", f"{why}; left to reconcile", (*actions, SaveLeave(closed)))
+    return Decision(Outcome.GAVE_UP, f"{why}; left to reconcile", (*actions, SaveLeave(closed)))
 
 
 # ------------------------------------------------------------------------------------- helpers
 
 
-def _wait(op: LeaveOp, what: str, now: float, p: LeavePolicy, delay: int) -> Decision:
+def _wait(op: LeaveOp, what: str, now: float, p: LeavePolicy, delay: int) -> LeaveDecision:
     delay = int(max(1, min(delay, 900, op.deadline - now)))
     waiting = _next(op, command_id="", waiting_for=what)
     actions: tuple[LeaveAction, ...] = (SaveLeave(waiting),)
     if op.group:
         actions += (Heartbeat(op.instance_id, op.group),)
     step = LeaveStepDue(op.instance_id, waiting.version, op.correlation_id)
-    return Decision("wait", f"waiting {delay}s for {what}", (*actions, ScheduleLeaveStep(step, delay)))
+    return Decision(Outcome.WAIT, f"waiting {delay}s for {what}", (*actions, ScheduleLeaveStep(step, delay)))
 
 
 def _resume(op: LeaveOp) -> tuple[LeaveAction, ...]:
@@ -528,8 +544,8 @@ def _state(f: LeaveFacts) -> str:
     return f.instance.state if f.instance is not None else "gone"
 
 
-def _ignore(reason: str) -> Decision:
-    return Decision("ignore", reason)
+def _ignore(reason: str) -> LeaveDecision:
+    return ignore(reason)
 
 
 def _event(p: LeavePolicy, op: LeaveOp, detail_type: str, reason: str) -> BusEvent:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swarmkeeper.domain.join import NON_TERMINAL, Decision
+from swarmkeeper.domain.kernel import NON_TERMINAL, Decision, Outcome
 from swarmkeeper.domain.leave import DRAIN, LEAVE, REMOVE
 from swarmkeeper.flows.join import BOOTSTRAP, VERIFY, JoinFlow
 from swarmkeeper.flows.leave import LeaveFlow, leaving_instance
@@ -31,9 +31,11 @@ class CommandStatusRouter:
         name = change.document_name.rsplit("document/", 1)[-1]  # a name, or an ARN
         prefix = self.settings.document_prefix
         if not name.startswith(prefix):
-            return Decision("ignore", f"document {name} is not one of cluster {self.settings.cluster_name}")
+            return Decision(
+                Outcome.IGNORE, f"document {name} is not one of cluster {self.settings.cluster_name}"
+            )
         if change.status in NON_TERMINAL:
-            return Decision("ignore", f"command {change.status}")
+            return Decision(Outcome.IGNORE, f"command {change.status}")
         action = name.removeprefix(prefix)
         if action in (BOOTSTRAP, VERIFY):
             return self.join.command_finished(
@@ -51,4 +53,4 @@ class CommandStatusRouter:
             return self.leave.command_finished(
                 action, change.command_id, change.instance_id, change.status, invocation
             )
-        return Decision("ignore", f"unknown action {action}")
+        return Decision(Outcome.IGNORE, f"unknown action {action}")

@@ -4,7 +4,7 @@ Entry points (one per kind of input): ``request`` (launch lifecycle action / `ru
 ``step`` (delayed re-delivery from the step queue), ``agent_registered`` (the agent-ready
 association's status event: the SSM agent is up), ``command_finished`` (SSM status change of a
 bootstrap-node or verify-node command). Each runs ``flows.loop``: gather facts, ask
-``domain.join.decide``, execute the actions in order. Two actions send it back for another decision
+``domain.join.decide_join``, execute the actions in order. Two actions send it back for another decision
 (``AcquireInitLock``; ``RunBootstrap`` refused because the SSM agent has not registered); that
 decision reuses the instance, the op as this run saved it and the cluster facts, except after a
 write of the init lock: then whether the cluster exists and who holds the lock are read again.
@@ -30,29 +30,28 @@ from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import SwarmkeeperError
 from swarmkeeper.domain.join import (
     AcquireInitLock,
-    Action,
     AgentNotReady,
     AgentRegistered,
-    CommandFinished,
     CompleteLifecycle,
-    CreateOp,
-    Decision,
+    CreateJoin,
+    JoinAction,
+    JoinCommandFinished,
     JoinPolicy,
     JoinRequested,
-    Publish,
+    JoinStepDue,
+    JoinStimulus,
     RecordNode,
     ReleaseInitLock,
     RunBootstrap,
     RunVerify,
-    SaveOp,
-    ScheduleStep,
-    StepDue,
-    Stimulus,
+    SaveJoin,
+    ScheduleJoinStep,
     TagNode,
     WakeWaitingJoins,
-    decide,
+    decide_join,
     waits_for_the_swarm,
 )
+from swarmkeeper.domain.kernel import Decision, Outcome, Publish
 from swarmkeeper.domain.models import ClusterState, InstanceFacts, JoinOp, LifecycleResult, Role, Stage
 from swarmkeeper.flows import loop
 from swarmkeeper.flows.loop import Known, Redecide, Stop
@@ -117,7 +116,7 @@ class JoinFlow:
     def request(self, stimulus: JoinRequested) -> Decision:
         return self._run(stimulus)
 
-    def step(self, stimulus: StepDue) -> Decision:
+    def step(self, stimulus: JoinStepDue) -> Decision:
         return self._run(stimulus)
 
     def agent_registered(self, stimulus: AgentRegistered) -> Decision:
@@ -132,30 +131,30 @@ class JoinFlow:
             instance_id if action == BOOTSTRAP else None
         )
         if joining is None:
-            return Decision("ignore", f"{action} command {command_id} was not sent by the join flow")
+            return Decision(Outcome.IGNORE, f"{action} command {command_id} was not sent by the join flow")
         return self._run(_finished(action, command_id, joining, status, correlation_id, invocation))
 
     # --- loop ------------------------------------------------------------------------------
 
-    def _run(self, stimulus: Stimulus) -> Decision:
+    def _run(self, stimulus: JoinStimulus) -> Decision:
         return loop.run(
             "join", stimulus, self._gather, self._decide, self._execute, MAX_ROUNDS, JoinNotSettled
         )
 
-    def _decide(self, stimulus: Stimulus, facts: _Facts) -> Decision:
-        return decide(stimulus, facts.instance, facts.cluster, facts.op, self.clock(), self.policy)
+    def _decide(self, stimulus: JoinStimulus, facts: _Facts) -> Decision:
+        return decide_join(stimulus, facts.instance, facts.cluster, facts.op, self.clock(), self.policy)
 
-    def _gather(self, stimulus: Stimulus, known: Known) -> _Facts:
+    def _gather(self, stimulus: JoinStimulus, known: Known) -> _Facts:
         iid = stimulus.instance_id
         op = known.take(("op", iid), lambda: self.a.state.get_op(iid))
-        if isinstance(stimulus, StepDue) and _stale(stimulus, op):
+        if isinstance(stimulus, JoinStepDue) and _stale(stimulus, op):
             # A stale step (its op moved on, e.g. the agent-ready event came first): the decision
             # ignores it on the op alone.
             return _Facts(None, ClusterState(), op)
         instance = known.get(("instance", iid), lambda: self.a.instances.describe(iid))
         return _Facts(instance, self._cluster_state(stimulus, op, known), op)
 
-    def _cluster_state(self, stimulus: Stimulus, op: JoinOp | None, known: Known) -> ClusterState:
+    def _cluster_state(self, stimulus: JoinStimulus, op: JoinOp | None, known: Known) -> ClusterState:
         """Only the facts the decision can use for this op's stage (saves calls)."""
         if isinstance(stimulus, JoinRequested):
             # With a join in flight the request is ignored, whatever the cluster looks like.
@@ -180,16 +179,16 @@ class JoinFlow:
 
     # --- actions ---------------------------------------------------------------------------
 
-    def _execute(self, action: Action, facts: _Facts, known: Known) -> None:
+    def _execute(self, action: JoinAction, facts: _Facts, known: Known) -> None:
         s, a = self.settings, self.a
         instance = facts.instance
         now = self.clock()
         match action:
-            case CreateOp(op=new):
+            case CreateJoin(op=new):
                 if not a.state.create_op(new):
-                    raise Stop("stopped", "a join for this instance was started by another event")
+                    raise Stop(Outcome.STOPPED, "a join for this instance was started by another event")
                 known.put(("op", new.instance_id), new)
-            case SaveOp(op=new):
+            case SaveJoin(op=new):
                 self._save(new, known)
             case AcquireInitLock(holder=holder, expires_at=expires_at):
                 got = a.state.acquire_lock(holder, now, expires_at)
@@ -198,13 +197,13 @@ class JoinFlow:
                 # initialized it and released the lock between this run's two reads.
                 known.forget(_SWARM)
                 current = known.get(("op", holder), lambda: a.state.get_op(holder))
-                raise Redecide(StepDue(holder, current.version if current else 0))
+                raise Redecide(JoinStepDue(holder, current.version if current else 0))
             case ReleaseInitLock(holder=holder):
                 a.state.release_lock(holder)
                 known.forget(_SWARM)
             case RunBootstrap(mode=mode, then=then):
                 if instance is None or not instance.private_ip:
-                    raise Stop("stopped", "instance has no private address")
+                    raise Stop(Outcome.STOPPED, "instance has no private address")
                 params = {
                     "Role": str(then.role),
                     "Mode": str(mode),
@@ -233,7 +232,7 @@ class JoinFlow:
                     self._document(VERIFY), target, params, join_comment(then.instance_id)
                 )
                 self._record_sent(sending, command_id, known)
-            case ScheduleStep(step=step, delay_seconds=delay):
+            case ScheduleJoinStep(step=step, delay_seconds=delay):
                 a.steps.schedule(step, delay)
             case CompleteLifecycle(instance_id=iid, group=group, result=result):
                 self._complete(iid, group or (instance.group if instance else None), result)
@@ -254,7 +253,7 @@ class JoinFlow:
     def _save(self, op: JoinOp, known: Known) -> None:
         """Conditional on the stored version: stored, the op is known as written."""
         if not self.a.state.save_op(op):
-            raise Stop("stopped", f"join moved on elsewhere (expected version {op.version - 1})")
+            raise Stop(Outcome.STOPPED, f"join moved on elsewhere (expected version {op.version - 1})")
         known.put(("op", op.instance_id), op)
 
     def _wake_waiting(self, me: str) -> None:
@@ -269,7 +268,7 @@ class JoinFlow:
             instance_id = item["pk"].removeprefix("op#")
             op = self.a.state.get_op(instance_id) if instance_id != me else None
             if op is not None and waits_for_the_swarm(op):
-                self.a.steps.schedule(StepDue(instance_id, op.version, op.correlation_id), 0)
+                self.a.steps.schedule(JoinStepDue(instance_id, op.version, op.correlation_id), 0)
                 logger.info("join woken", extra={"instance_id": instance_id, "stage": str(op.stage)})
 
     def _save_before_send(self, then: JoinOp, known: Known) -> JoinOp:
@@ -305,16 +304,16 @@ class JoinFlow:
         return f"{self.settings.document_prefix}{action}"
 
 
-def _stale(step: StepDue, op: JoinOp | None) -> bool:
+def _stale(step: JoinStepDue, op: JoinOp | None) -> bool:
     return op is None or op.stage.closed or op.version != step.version
 
 
 def _finished(
     action: str, command_id: str, joining: str, status: str, correlation_id: str, inv: Invocation | None
-) -> CommandFinished:
+) -> JoinCommandFinished:
     stdout = inv.stdout if inv else ""
     stderr = inv.stderr if inv else ""
-    return CommandFinished(
+    return JoinCommandFinished(
         instance_id=joining,
         command_id=command_id,
         action=action,

@@ -29,7 +29,7 @@ from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import SwarmkeeperError
-from swarmkeeper.domain.join import Decision, Publish
+from swarmkeeper.domain.kernel import Decision, Outcome, Publish
 from swarmkeeper.domain.leave import (
     DRAIN,
     REMOVE,
@@ -126,7 +126,7 @@ class LeaveFlow:
         """A terminal status of a drain-node / leave-swarm / remove-node (``invocation``: its result)."""
         leaving = leaving_instance(invocation.comment) if invocation else None
         if leaving is None:
-            return Decision("ignore", f"{action} command {command_id} was not sent by the exit flow")
+            return Decision(Outcome.IGNORE, f"{action} command {command_id} was not sent by the exit flow")
         stdout = invocation.stdout if invocation else ""
         drain = outputs.parse_drain(stdout) if action == DRAIN else None
         ok = status == "Success"
@@ -194,7 +194,9 @@ class LeaveFlow:
                 known.put(("ops", new.instance_id), (None, new))
             case SaveLeave(op=new):
                 if not a.state.save_leave(new):
-                    raise Stop("ignore", f"leave moved on elsewhere (expected version {new.version - 1})")
+                    raise Stop(
+                        Outcome.IGNORE, f"leave moved on elsewhere (expected version {new.version - 1})"
+                    )
                 known.put(("ops", new.instance_id), (None, new))
             case SendCommand(action=name, target=target, parameters=params, then=then, lock_until=until):
                 self._send(name, target, dict(params), then, until, now, known)
@@ -239,17 +241,17 @@ class LeaveFlow:
             if not a.state.acquire_manager_lock(iid, now, until):
                 waiting = replace(then, target="", waiting_for="another manager change")
                 if not a.state.save_leave(waiting):
-                    raise Stop("ignore", "leave moved on elsewhere")
+                    raise Stop(Outcome.IGNORE, "leave moved on elsewhere")
                 a.steps.schedule(
                     LeaveStepDue(iid, then.version, then.correlation_id), self.policy.view_wait_seconds
                 )
-                raise Stop("wait", "another manager change holds the lock")
+                raise Stop(Outcome.WAIT, "another manager change holds the lock")
         # Save the stage first: the command's status event may arrive before SendCommand returns.
         sending = replace(then, command_id="", target=target, waiting_for="")
         if not a.state.save_leave(sending):
             if until is not None:
                 a.state.release_manager_lock(iid)
-            raise Stop("ignore", f"leave moved on elsewhere (expected version {then.version - 1})")
+            raise Stop(Outcome.IGNORE, f"leave moved on elsewhere (expected version {then.version - 1})")
         known.put(("ops", iid), (None, sending))
         try:
             command_id = a.commands.send(

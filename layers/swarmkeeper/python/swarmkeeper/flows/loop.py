@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import SwarmkeeperError
-from swarmkeeper.domain.join import Decision
+from swarmkeeper.domain.kernel import Decision, Outcome
 
 logger = Logger(child=True)
 
@@ -56,7 +56,7 @@ class Redecide(Exception):
 class Stop(Exception):
     """End the run with this outcome: what the decision stood on moved on elsewhere."""
 
-    outcome: str
+    outcome: Outcome
     reason: str
 
 

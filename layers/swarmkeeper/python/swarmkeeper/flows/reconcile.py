@@ -37,7 +37,7 @@ from swarmkeeper.adapters.outputs import INLINE_LIMIT, CommandOutputs, key_from_
 from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain import outputs
-from swarmkeeper.domain.join import BusEvent, Decision
+from swarmkeeper.domain.kernel import BusEvent, Decision, Outcome
 from swarmkeeper.domain.leave import DEAD_NODE_REMOVED, FRESH_VIEW, MANAGER_DEMOTED, REMOVE, LeaveStepDue
 from swarmkeeper.domain.models import ClusterIdentity, InstanceFacts, LeaveStage, LifecycleResult, Role, Stage
 from swarmkeeper.domain.reconcile import (
@@ -118,7 +118,7 @@ class Reconcile:
             joined = joined_managers_healthy_first(a.instances, a.state, s.manager_group_name)
             candidates = tuple(m for m in joined if m not in exclude)
         if not candidates:
-            return Decision("ignore", "no joined manager to describe the swarm from")
+            return Decision(Outcome.IGNORE, "no joined manager to describe the swarm from")
         pending = {
             "command_id": "",
             "target": "",
@@ -129,7 +129,7 @@ class Reconcile:
             "expires_at": now + RECONCILE_TTL_SECONDS,
         }
         if not a.state.start_reconcile(pending, now):
-            return Decision("ignore", "a reconcile pass is already in flight")
+            return Decision(Outcome.IGNORE, "a reconcile pass is already in flight")
         params = {"ParameterPrefix": s.parameter_prefix, "Region": s.region}
         for target in candidates:
             try:
@@ -146,19 +146,19 @@ class Reconcile:
                 )
                 continue
             a.state.save_reconcile({**pending, "command_id": command_id, "target": target})
-            return Decision("reconcile", f"{why}: describe-swarm sent to {target}")
+            return Decision(Outcome.RECONCILE, f"{why}: describe-swarm sent to {target}")
         a.state.end_reconcile("")
-        return Decision("ignore", "no manager could take the describe-swarm command")
+        return Decision(Outcome.IGNORE, "no manager could take the describe-swarm command")
 
     def on_alarm(self, alarm_name: str, state: str, correlation_id: str) -> Decision:
         """One of the stack's alarms changed state: in ALARM, tell operators and reconcile at once."""
         if not alarm_name.startswith(f"swarmkeeper-{self.settings.cluster_name}-"):
-            return Decision("ignore", f"alarm {alarm_name} is not one of this stack's")
+            return Decision(Outcome.IGNORE, f"alarm {alarm_name} is not one of this stack's")
         if state != "ALARM":
-            return Decision("ignore", f"alarm {alarm_name} is {state}")
+            return Decision(Outcome.IGNORE, f"alarm {alarm_name} is {state}")
         self.a.bus.publish(self._event(ALARM_RAISED, f"{alarm_name} is in ALARM", correlation_id))
         started = self.start(correlation_id, f"alarm {alarm_name}")
-        return Decision("alarm", f"{alarm_name} in ALARM; {started.reason}")
+        return Decision(Outcome.ALARM, f"{alarm_name} in ALARM; {started.reason}")
 
     # --- 2. the node list is in ------------------------------------------------------------
 
@@ -166,7 +166,7 @@ class Reconcile:
         a = self.a
         pending = a.state.get_reconcile()
         if pending is None or pending.get("command_id") != command_id:
-            return Decision("ignore", f"stale describe-swarm command {command_id}")
+            return Decision(Outcome.IGNORE, f"stale describe-swarm command {command_id}")
         a.state.end_reconcile(command_id)
         excluded = [*pending.get("excluded", []), instance_id]
         correlation_id = pending.get("correlation_id", "")
@@ -191,13 +191,13 @@ class Reconcile:
         summary = f"{len(nodes)} nodes, {m.nodes_down} down, quorum margin {m.quorum_margin}; " + ", ".join(
             done or ["nothing to do"]
         )
-        return Decision("reconciled", summary)
+        return Decision(Outcome.RECONCILED, summary)
 
     def removal_finished(self, status: str, invocation: Invocation, correlation_id: str) -> Decision:
         """A remove-node this flow sent for a dead node (``invocation``: its result on the manager)."""
         subject = parse_removal_comment(invocation.comment)
         if subject is None:
-            return Decision("ignore", "remove-node command was not sent by swarmkeeper")
+            return Decision(Outcome.IGNORE, "remove-node command was not sent by swarmkeeper")
         node_id, dead_instance, role = subject
         removed = outputs.parse_removed(invocation.stdout) == node_id
         if status != "Success" or not removed:
@@ -206,7 +206,9 @@ class Reconcile:
                 "dead node removal failed; the next pass retries",
                 extra={"node_id": node_id, "status": status, "detail": detail},
             )
-            return Decision("remove-failed", f"remove-node {status} for {node_id}: {detail}".rstrip(": "))
+            return Decision(
+                Outcome.REMOVE_FAILED, f"remove-node {status} for {node_id}: {detail}".rstrip(": ")
+            )
         if role == "manager":
             self.a.bus.publish(
                 self._event(
@@ -225,7 +227,7 @@ class Reconcile:
         )
         if dead_instance:
             self.a.state.forget_node(dead_instance)
-        return Decision("removed", f"dead node {node_id} removed")
+        return Decision(Outcome.REMOVED, f"dead node {node_id} removed")
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -254,7 +256,7 @@ class Reconcile:
     def _retry(self, correlation_id: str, excluded: list[str], why: str) -> Decision:
         logger.error("reconcile pass failed", extra={"reason": outputs.redact(why)})
         if len(excluded) >= MAX_ATTEMPTS:
-            return Decision("reconcile-failed", f"{why}; giving up until the next pass")
+            return Decision(Outcome.RECONCILE_FAILED, f"{why}; giving up until the next pass")
         retried = self.start(correlation_id, "retry", exclude=excluded)
         return replace(retried, reason=f"{why}; {retried.reason}")
 

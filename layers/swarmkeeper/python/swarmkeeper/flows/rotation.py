@@ -18,7 +18,7 @@ from swarmkeeper.adapters.instances import Ec2Instances
 from swarmkeeper.adapters.parameters import ClusterParameters
 from swarmkeeper.adapters.state import RotationOp, StateTable
 from swarmkeeper.domain import outputs
-from swarmkeeper.domain.join import NON_TERMINAL, BusEvent, Decision
+from swarmkeeper.domain.kernel import NON_TERMINAL, BusEvent, Decision, Outcome
 from swarmkeeper.flows.managers import joined_managers_healthy_first
 from swarmkeeper.settings import RuntimeSettings
 
@@ -51,14 +51,14 @@ class TokenRotation:
 
     def start(self, correlation_id: str) -> Decision:
         if self.parameters.cluster_id() is None:
-            return Decision("ignore", "no swarm yet: nothing to rotate")
+            return Decision(Outcome.IGNORE, "no swarm yet: nothing to rotate")
         managers = joined_managers_healthy_first(self.instances, self.state, self.settings.manager_group_name)
         if not managers:
-            return Decision("ignore", "no joined manager to rotate the tokens on")
+            return Decision(Outcome.IGNORE, "no joined manager to rotate the tokens on")
         now = self.clock()
         pending = RotationOp("", "", "", correlation_id, now + ROTATION_TTL_SECONDS)
         if not self.state.start_rotation(pending, now):
-            return Decision("ignore", "a token rotation is already in flight")
+            return Decision(Outcome.IGNORE, "a token rotation is already in flight")
         params = {
             "ParameterPrefix": self.settings.parameter_prefix,
             "KmsKeyId": self.settings.kms_key_id,
@@ -79,16 +79,16 @@ class TokenRotation:
             self.state.save_rotation(
                 RotationOp(command_id, target, node_id, correlation_id, pending.expires_at)
             )
-            return Decision("rotate", f"rotate-tokens sent to {target}")
+            return Decision(Outcome.ROTATE, f"rotate-tokens sent to {target}")
         self.state.end_rotation("")
-        return Decision("ignore", "no manager could take the rotate-tokens command")
+        return Decision(Outcome.IGNORE, "no manager could take the rotate-tokens command")
 
     def finished(self, command_id: str, instance_id: str, status: str) -> Decision:
         if status in NON_TERMINAL:
-            return Decision("ignore", f"command {status}")
+            return Decision(Outcome.IGNORE, f"command {status}")
         rotation = self.state.get_rotation()
         if rotation is None or rotation.command_id != command_id:
-            return Decision("ignore", f"stale rotate-tokens command {command_id}")
+            return Decision(Outcome.IGNORE, f"stale rotate-tokens command {command_id}")
         invocation = self.commands.invocation(command_id, instance_id)
         stdout = invocation.stdout if invocation else ""
         rotated = outputs.parse_rotated(stdout)
@@ -106,8 +106,8 @@ class TokenRotation:
                     correlation_id=rotation.correlation_id,
                 )
             )
-            return Decision("rotated", "rotated " + ",".join(rotated))
+            return Decision(Outcome.ROTATED, "rotated " + ",".join(rotated))
         detail = outputs.excerpt((invocation.stderr or invocation.stdout) if invocation else "")
         reason = f"rotate-tokens {status}: {detail}" if detail else f"rotate-tokens {status}"
         logger.error("token rotation failed", extra={"instance_id": instance_id, "reason": reason})
-        return Decision("rotation-failed", reason)
+        return Decision(Outcome.ROTATION_FAILED, reason)
