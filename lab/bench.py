@@ -1319,7 +1319,7 @@ def wait_for_quiet(timeout: float) -> dict:
 
 class LabBench:
     def __init__(self, lab: Any, managers: int):
-        from lab.scenarios import swarm_view
+        from lab.scenarios.swarm import swarm_view
 
         self.lab = lab
         self.managers = managers
@@ -1386,12 +1386,12 @@ class LabBench:
         return self.leader
 
     def node_ls(self) -> list[dict]:
-        from lab.scenarios import _json_lines
+        from lab.scenarios.swarm import json_lines
 
         if self.leader is None or self.leader.state != "running":
             self.find_leader()
         out = self.leader.node.docker("node", "ls", "--format", "{{json .}}", timeout=20)
-        return _json_lines(out.stdout) if out.returncode == 0 else []
+        return json_lines(out.stdout) if out.returncode == 0 else []
 
     def node_id(self, iid: str) -> str:
         out = self.lab.client("ec2").describe_instances(InstanceIds=[iid])
