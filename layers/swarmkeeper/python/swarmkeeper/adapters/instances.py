@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from swarmkeeper.domain.models import CLUSTER_TAG, GROUP_TAG, NODE_ID_TAG, InstanceFacts
+from swarmkeeper.domain.models import GROUP_TAG, NODE_ID_TAG, InstanceFacts
 
 PAGE_SIZE = 1000  # DescribeInstances' largest page
 
@@ -40,12 +40,13 @@ class Ec2Instances:
         )
         return [_facts(raw) for page in pages for r in page["Reservations"] for raw in r["Instances"]]
 
-    def cluster_instances(self, cluster: str) -> list[InstanceFacts]:
-        """Every instance tagged ``swarmkeeper:cluster=<cluster>``, whatever its state (terminated ones
-        stay visible for about an hour): one paginated read, a page per 1,000 instances."""
+    def group_instances(self, groups: tuple[str, ...]) -> list[InstanceFacts]:
+        """Every instance of the Auto Scaling ``groups`` (by their ``aws:autoscaling:groupName`` tag),
+        whatever its state (terminated ones stay visible for about an hour): one paginated read, a
+        page per 1,000 instances."""
         paginator = self._ec2.get_paginator("describe_instances")
         pages = paginator.paginate(
-            Filters=[{"Name": f"tag:{CLUSTER_TAG}", "Values": [cluster]}],
+            Filters=[{"Name": f"tag:{GROUP_TAG}", "Values": list(groups)}],
             PaginationConfig={"PageSize": PAGE_SIZE},
         )
         return [_facts(raw) for page in pages for r in page["Reservations"] for raw in r["Instances"]]

@@ -39,9 +39,9 @@ class LifecycleResult(StrEnum):
 # EC2 states in which an instance will never join.
 GONE_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
 
+# Set by Auto Scaling on the instances of a group; no principal can create or change an aws: tag, so
+# this tag, unlike swarmkeeper:cluster / swarmkeeper:role, says which group an instance belongs to.
 GROUP_TAG = "aws:autoscaling:groupName"
-CLUSTER_TAG = "swarmkeeper:cluster"
-ROLE_TAG = "swarmkeeper:role"
 NODE_ID_TAG = "swarmkeeper:node-id"
 
 
@@ -52,18 +52,21 @@ class ClusterIdentity:
     worker_group: str
 
     def role_of(self, tags: Mapping[str, str]) -> Role | None:
-        """The instance's role in this cluster, from its group (or, outside a group, its tags)."""
+        """The instance's role in this cluster: manager in the manager group, worker in the worker
+        group, None outside both (whatever swarmkeeper:* tags anyone put on it)."""
         group = tags.get(GROUP_TAG)
         if group == self.manager_group:
             return Role.MANAGER
         if group == self.worker_group:
             return Role.WORKER
-        if group is None and tags.get(CLUSTER_TAG) == self.name and tags.get(ROLE_TAG) in set(Role):
-            return Role(tags[ROLE_TAG])
         return None
 
+    @property
+    def groups(self) -> tuple[str, str]:
+        return (self.manager_group, self.worker_group)
+
     def owns_group(self, group: str | None) -> bool:
-        return group in (self.manager_group, self.worker_group)
+        return group in self.groups
 
 
 @dataclass(frozen=True)

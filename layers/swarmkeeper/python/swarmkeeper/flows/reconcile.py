@@ -175,7 +175,7 @@ class Reconcile:
         nodes = self._read_nodes(command_id, instance_id)
         if isinstance(nodes, str):
             return self._retry(correlation_id, excluded, nodes)
-        instances = a.instances.cluster_instances(self.settings.cluster_name)
+        instances = a.instances.group_instances(self.identity.groups)
         ops = a.state.open_ops()
         previous = a.state.get_view()
         plan = self._plan(nodes, instances, ops, previous)
