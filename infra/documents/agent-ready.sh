@@ -6,5 +6,7 @@
 #
 # Parameters: none.
 # Last stdout line: agent=ready
-set -eu
+# shellcheck disable=SC2034 # read by fail (_prelude.sh)
+ME=agent-ready
+# @include _prelude.sh
 echo "agent=ready"

@@ -13,29 +13,13 @@
 # Idempotent: running it again on a member changes nothing in the swarm.
 # Join tokens never reach stdout, stderr or a command line (files in a 0700 temp dir, the Engine API).
 # Last stdout line: node-id=<id> role=<manager|worker> cluster-id=<id>
-set -eu
-# Docker Go templates are put together at run time: in an SSM document a double brace means a
-# document parameter.
-o='{''{' c='}''}'
-umask 077
-
-fail() {
-	echo "bootstrap-node: $*" >&2
-	exit 1
-}
-# Masks anything token-shaped in text that is about to be printed.
-mask() { sed 's/SWMTKN-[A-Za-z0-9-]*/[join token redacted]/g' | tr '\n' ' ' | cut -c1-400; }
-
-for v in SK_ROLE SK_MODE SK_ADVERTISE_ADDRESS SK_PARAMETER_PREFIX SK_KMS_KEY_ID SK_REGION; do
-	eval "val=\${$v:-}"
-	[ -n "$val" ] || fail "$v is not set"
-done
+# shellcheck disable=SC2034 # read by fail (_prelude.sh)
+ME=bootstrap-node
+# @include _prelude.sh
+require SK_ROLE SK_MODE SK_ADVERTISE_ADDRESS SK_PARAMETER_PREFIX SK_KMS_KEY_ID SK_REGION
 case "$SK_ROLE" in manager | worker) ;; *) fail "SK_ROLE must be manager or worker" ;; esac
 case "$SK_MODE" in init | join) ;; *) fail "SK_MODE must be init or join" ;; esac
-
-TMPD=$(mktemp -d)
-trap 'rm -rf "$TMPD"' EXIT
-trap 'exit 130' INT TERM
+# @include _scratch.sh
 
 # --- Docker -----------------------------------------------------------------------------------
 
@@ -45,7 +29,7 @@ ensure_docker() {
 		command -v dnf >/dev/null 2>&1 || fail "docker is missing and dnf is not available to install it"
 		pkg=docker
 		[ -z "${SK_DOCKER_VERSION:-}" ] || pkg="docker-$SK_DOCKER_VERSION"
-		dnf install -y -q "$pkg" >"$TMPD/dnf" 2>&1 || fail "dnf install $pkg failed: $(tail -n 3 "$TMPD/dnf" | mask)"
+		dnf install -y -q "$pkg" >"$TMPD/dnf" 2>&1 || fail "dnf install $pkg failed: $(tail -n 3 "$TMPD/dnf" | excerpt)"
 	fi
 	if [ ! -f /etc/docker/daemon.json ]; then
 		# Log rotation; no live-restore (swarm mode refuses it).
@@ -59,7 +43,7 @@ ensure_docker() {
 		chmod 0644 /etc/docker/daemon.json
 	fi
 	systemctl enable --now docker >"$TMPD/systemctl" 2>&1 ||
-		fail "systemctl enable --now docker failed: $(tail -n 3 "$TMPD/systemctl" | mask)"
+		fail "systemctl enable --now docker failed: $(tail -n 3 "$TMPD/systemctl" | excerpt)"
 	i=0
 	until docker info >/dev/null 2>&1; do
 		i=$((i + 1))
@@ -68,7 +52,7 @@ ensure_docker() {
 	done
 }
 
-swarm_state() { docker info -f "${o}.Swarm.LocalNodeState${c} ${o}.Swarm.ControlAvailable${c}" 2>/dev/null || echo "unknown false"; }
+swarm_state() { docker info -f "${OPEN}.Swarm.LocalNodeState${CLOSE} ${OPEN}.Swarm.ControlAvailable${CLOSE}" 2>/dev/null || echo "unknown false"; }
 
 # await_join: a join dockerd goes on with in the background (LocalNodeState pending) is given up to
 # 60 s. 0 once the node is active; 1 if that join failed (inactive, error, ...) or is still pending.
@@ -93,29 +77,7 @@ await_join() {
 
 # @include _tokens.sh
 
-# put_string NAME VALUE: writes only when the value changed (PutParameter has a low rate limit).
-put_string() {
-	current=$(aws ssm get-parameter --region "$SK_REGION" --name "$1" --query Parameter.Value \
-		--output text 2>/dev/null) || current=
-	[ "$current" = "$2" ] && return 0
-	aws ssm put-parameter --region "$SK_REGION" --name "$1" --type String --value "$2" --overwrite \
-		>/dev/null 2>"$TMPD/err" || fail "put-parameter $1 failed: $(mask <"$TMPD/err")"
-}
-
-# ip:port of every reachable manager, comma-separated (the leader counts as reachable).
-manager_addresses() {
-	ids=$(docker node ls -q --filter role=manager) || fail "docker node ls failed"
-	[ -n "$ids" ] || return 0
-	# shellcheck disable=SC2086 # one argument per node id
-	docker node inspect -f "${o}with .ManagerStatus${c}${o}.Reachability${c} ${o}.Addr${c}${o}end${c}" $ids |
-		awk '$1 == "reachable" { printf "%s%s", sep, $2; sep = "," }'
-}
-
-publish_manager_addresses() {
-	addrs=$(manager_addresses)
-	[ -n "$addrs" ] || fail "no reachable manager found"
-	put_string "$SK_PARAMETER_PREFIX/manager-addresses" "$addrs"
-}
+# @include _parameters.sh
 
 # --- join through the Engine API (keeps the token off the docker CLI's command line) -------------
 
@@ -145,10 +107,10 @@ join_once() {
 join_swarm() {
 	aws ssm get-parameter --region "$SK_REGION" --name "$SK_PARAMETER_PREFIX/join-token/$SK_ROLE" \
 		--with-decryption --query Parameter.Value --output text >"$TMPD/token" 2>"$TMPD/err" ||
-		fail "cannot read $SK_PARAMETER_PREFIX/join-token/$SK_ROLE: $(mask <"$TMPD/err")"
+		fail "cannot read $SK_PARAMETER_PREFIX/join-token/$SK_ROLE: $(excerpt <"$TMPD/err")"
 	addrs=$(aws ssm get-parameter --region "$SK_REGION" --name "$SK_PARAMETER_PREFIX/manager-addresses" \
 		--query Parameter.Value --output text 2>"$TMPD/err") ||
-		fail "cannot read $SK_PARAMETER_PREFIX/manager-addresses: $(mask <"$TMPD/err")"
+		fail "cannot read $SK_PARAMETER_PREFIX/manager-addresses: $(excerpt <"$TMPD/err")"
 	case "$addrs" in "" | None) fail "$SK_PARAMETER_PREFIX/manager-addresses is empty" ;; esac
 	command -v curl >/dev/null 2>&1 || fail "curl is required to join"
 	# The managers from an offset of this node's own (the sum of its address's last two octets).
@@ -166,7 +128,7 @@ join_swarm() {
 			if join_once "$addr"; then
 				return 0
 			fi
-			reason=$(mask <"$TMPD/join.err")
+			reason=$(excerpt <"$TMPD/join.err")
 			rm -f "$TMPD/join.err"
 			case "$reason" in
 			*"valid join token"*) fail "join via $addr refused: $reason" ;;
@@ -196,18 +158,18 @@ if [ "$SK_MODE" = init ]; then
 		: # already manages a swarm: no second init
 	elif [ "$state" = inactive ]; then
 		docker swarm init --advertise-addr "$SK_ADVERTISE_ADDRESS" >/dev/null 2>"$TMPD/err" ||
-			fail "docker swarm init failed: $(mask <"$TMPD/err")"
+			fail "docker swarm init failed: $(excerpt <"$TMPD/err")"
 	else
 		fail "cannot init: this node's swarm state is $state (control=$control)"
 	fi
-	docker swarm join-token -q worker >"$TMPD/token" 2>"$TMPD/err" || fail "join-token worker: $(mask <"$TMPD/err")"
+	docker swarm join-token -q worker >"$TMPD/token" 2>"$TMPD/err" || fail "join-token worker: $(excerpt <"$TMPD/err")"
 	put_secure "$SK_PARAMETER_PREFIX/join-token/worker" "$TMPD/token"
-	docker swarm join-token -q manager >"$TMPD/token" 2>"$TMPD/err" || fail "join-token manager: $(mask <"$TMPD/err")"
+	docker swarm join-token -q manager >"$TMPD/token" 2>"$TMPD/err" || fail "join-token manager: $(excerpt <"$TMPD/err")"
 	put_secure "$SK_PARAMETER_PREFIX/join-token/manager" "$TMPD/token"
 	rm -f "$TMPD/token"
-	cluster_id=$(docker info -f "${o}.Swarm.Cluster.ID${c}")
+	cluster_id=$(docker info -f "${OPEN}.Swarm.Cluster.ID${CLOSE}")
 	put_string "$SK_PARAMETER_PREFIX/cluster-id" "$cluster_id"
-	publish_manager_addresses
+	publish_manager_addresses || fail "no reachable manager found"
 else
 	if [ "$state" = pending ]; then
 		# An earlier run's join still going on in the background: let it finish or fail first.
@@ -226,22 +188,22 @@ else
 	fi
 	if [ "$SK_ROLE" = manager ]; then
 		i=0
-		until [ "$(docker info -f "${o}.Swarm.ControlAvailable${c}")" = true ]; do
+		until [ "$(docker info -f "${OPEN}.Swarm.ControlAvailable${CLOSE}")" = true ]; do
 			i=$((i + 1))
 			[ "$i" -le 30 ] || fail "joined but not a manager after 30s"
 			sleep 1
 		done
-		publish_manager_addresses
+		publish_manager_addresses || fail "no reachable manager found"
 	fi
 fi
 
-node_id=$(docker info -f "${o}.Swarm.NodeID${c}")
+node_id=$(docker info -f "${OPEN}.Swarm.NodeID${CLOSE}")
 [ -n "$node_id" ] || fail "no swarm node id after bootstrap"
-role=$(docker info -f "${o}if .Swarm.ControlAvailable${c}manager${o}else${c}worker${o}end${c}")
-cluster_id=$(docker info -f "${o}with .Swarm.Cluster${c}${o}.ID${c}${o}end${c}")
+role=$(docker info -f "${OPEN}if .Swarm.ControlAvailable${CLOSE}manager${OPEN}else${CLOSE}worker${OPEN}end${CLOSE}")
+cluster_id=$(docker info -f "${OPEN}with .Swarm.Cluster${CLOSE}${OPEN}.ID${CLOSE}${OPEN}end${CLOSE}")
 if [ -z "$cluster_id" ]; then
 	# Workers do not see the cluster object; their node certificate's organization is the cluster id.
-	cert="$(docker info -f "${o}.DockerRootDir${c}")/swarm/certificates/swarm-node.crt"
+	cert="$(docker info -f "${OPEN}.DockerRootDir${CLOSE}")/swarm/certificates/swarm-node.crt"
 	cluster_id=$(openssl x509 -noout -subject -nameopt multiline -in "$cert" 2>/dev/null |
 		awk -F' = ' '$1 ~ /organizationName/ { print $2; exit }') || cluster_id=
 fi

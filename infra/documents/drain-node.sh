@@ -6,14 +6,11 @@
 # Last stdout line: node-id=<id> tasks-remaining=<n>
 # Exit 0 even when n > 0 (the caller decides). A node the swarm no longer knows has nothing to drain:
 # node-id=<id> tasks-remaining=0 missing=true
-set -eu
+# shellcheck disable=SC2034 # read by fail (_prelude.sh)
+ME=drain-node
+# @include _prelude.sh
 
-fail() {
-	echo "drain-node: $*" >&2
-	exit 1
-}
-
-[ -n "${SK_NODE_ID:-}" ] || fail "SK_NODE_ID is not set"
+require SK_NODE_ID
 timeout=${SK_TIMEOUT_SECONDS:-60}
 case "$timeout" in "" | *[!0-9]*) fail "SK_TIMEOUT_SECONDS must be a number" ;; esac
 
@@ -24,7 +21,7 @@ if ! err=$(docker node update --availability drain "$SK_NODE_ID" 2>&1 >/dev/null
 		exit 0
 		;;
 	esac
-	fail "docker node update --availability drain failed: $(echo "$err" | tr '\n' ' ')"
+	fail "docker node update --availability drain failed: $(echo "$err" | excerpt)"
 fi
 
 deadline=$(($(date +%s) + timeout))

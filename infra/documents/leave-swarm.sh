@@ -4,18 +4,12 @@
 #
 # Parameters: none.
 # Last stdout line: left=true
-set -eu
-# Docker Go templates are put together at run time: in an SSM document a double brace means a
-# document parameter.
-o='{''{' c='}''}'
+# shellcheck disable=SC2034 # read by fail (_prelude.sh)
+ME=leave-swarm
+# @include _prelude.sh
 
-fail() {
-	echo "leave-swarm: $*" >&2
-	exit 1
-}
-
-info=$(docker info -f "${o}.Swarm.LocalNodeState${c} ${o}.Swarm.ControlAvailable${c}" 2>&1) ||
-	fail "docker is not running: $(echo "$info" | tr '\n' ' ')"
+info=$(docker info -f "${OPEN}.Swarm.LocalNodeState${CLOSE} ${OPEN}.Swarm.ControlAvailable${CLOSE}" 2>&1) ||
+	fail "docker is not running: $(echo "$info" | excerpt)"
 state=${info% *}
 control=${info#* }
 
@@ -28,7 +22,7 @@ if [ "$state" != inactive ]; then
 	if [ -n "${leave_failed:-}" ]; then
 		case "$err" in
 		*"not part of a swarm"*) ;;
-		*) fail "docker swarm leave failed: $(echo "$err" | tr '\n' ' ')" ;;
+		*) fail "docker swarm leave failed: $(echo "$err" | excerpt)" ;;
 		esac
 	fi
 fi

@@ -4,17 +4,11 @@
 # Parameters (env): SK_NODE_ID, SK_ROLE (manager|worker), SK_TIMEOUT_SECONDS.
 # Last stdout line: node-id=<id> state=ready role=<role>
 # Exit 1 after SK_TIMEOUT_SECONDS with the state and role last seen.
-set -eu
-# Docker Go templates are put together at run time: in an SSM document a double brace means a
-# document parameter.
-o='{''{' c='}''}'
+# shellcheck disable=SC2034 # read by fail (_prelude.sh)
+ME=verify-node
+# @include _prelude.sh
 
-fail() {
-	echo "verify-node: $*" >&2
-	exit 1
-}
-
-[ -n "${SK_NODE_ID:-}" ] || fail "SK_NODE_ID is not set"
+require SK_NODE_ID
 case "${SK_ROLE:-}" in manager | worker) ;; *) fail "SK_ROLE must be manager or worker" ;; esac
 timeout=${SK_TIMEOUT_SECONDS:-60}
 case "$timeout" in "" | *[!0-9]*) fail "SK_TIMEOUT_SECONDS must be a number" ;; esac
@@ -22,7 +16,7 @@ case "$timeout" in "" | *[!0-9]*) fail "SK_TIMEOUT_SECONDS must be a number" ;; 
 deadline=$(($(date +%s) + timeout))
 seen="not-found -"
 while :; do
-	if out=$(docker node inspect -f "${o}.Status.State${c} ${o}.Spec.Role${c}" "$SK_NODE_ID" 2>/dev/null); then
+	if out=$(docker node inspect -f "${OPEN}.Status.State${CLOSE} ${OPEN}.Spec.Role${CLOSE}" "$SK_NODE_ID" 2>/dev/null); then
 		seen=$out
 		[ "$seen" = "ready $SK_ROLE" ] && break
 	fi

@@ -28,7 +28,10 @@ VENV_SHELLCHECK = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "shell
 def test_every_action_has_a_posix_script_with_a_documented_last_line(action):
     text = script_path(action).read_text()
     assert text.startswith("#!/bin/sh\n")
-    assert "\nset -eu\n" in text
+    # the shared prelude (strict mode, fail) comes first, named after the action
+    commands = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert commands[0] == f"ME={action}"
+    assert f"\nME={action}\n# @include _prelude.sh\n" in text
     assert not re.search(r"^\s*set -[a-z]*x", text, re.M), "never trace: tokens would be printed"
     assert "{{" not in text and "}}" not in text, "a double brace is SSM parameter syntax"
     assert action in RESULT_FORMATS

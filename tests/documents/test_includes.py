@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -20,19 +21,39 @@ def _body(path: Path) -> list[str]:
     return path.read_text().splitlines()[1:]  # all but the `# shellcheck shell=sh` line
 
 
-@pytest.mark.parametrize("action", ["bootstrap-node", "rotate-tokens"])
-def test_token_publishing_documents_carry_the_shared_writer_once(action):
-    # Given a script that includes the token writer
-    assert f"{INCLUDE_MARKER}_tokens.sh" in script_path(action).read_text().splitlines()
+INCLUDED = [
+    (action, path)
+    for action in ACTIONS
+    for path in include_paths()
+    if f"{INCLUDE_MARKER}{path.name}" in script_path(action).read_text().splitlines()
+]
 
-    # When its document's script is built
+
+@pytest.mark.parametrize(("action", "include"), INCLUDED, ids=[f"{a}-{p.name}" for a, p in INCLUDED])
+def test_a_document_carries_each_include_it_names_once_and_whole(action, include):
+    # When the document's script is built
     lines = script_lines(action)
 
-    # Then the include file stands in place of the marker, whole, and put_secure is defined once
-    body = _body(TOKENS)
+    # Then the include file stands in place of the marker, whole, once
+    body = _body(include)
     starts = [i for i in range(len(lines)) if lines[i : i + len(body)] == body]
     assert len(starts) == 1
-    assert sum(line.startswith("put_secure()") for line in lines) == 1
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_every_document_starts_with_the_shared_prelude(action):
+    assert (action, documents.DOCUMENTS_DIR / "_prelude.sh") in INCLUDED
+
+
+def test_every_shell_function_is_written_once():
+    # Given every script and include file
+    defined: dict[str, list[str]] = {}
+    for path in [*(script_path(a) for a in ACTIONS), *include_paths()]:
+        for name in re.findall(r"^([a-z_]+)\(\) \{", path.read_text(), re.M):
+            defined.setdefault(name, []).append(path.name)
+    # Then no function is defined in two files: shared shell lives in an include
+    assert {name: files for name, files in defined.items() if len(files) > 1} == {}
+    assert {"fail", "excerpt", "put_string", "put_secure", "manager_addresses"} <= set(defined)
 
 
 @pytest.mark.parametrize("action", ACTIONS)
@@ -76,15 +97,11 @@ done
 [ -z "${AWS_FAIL:-}" ] || { echo "An error occurred: $AWS_FAIL" >&2; exit 255; }
 """
 
-HARNESS = """set -eu
+HARNESS = """ME=t
+%(prelude)s
 umask 077
 TMPD=$(mktemp -d)
 trap 'ls -A "$TMPD" >"$LOG/left"; rm -rf "$TMPD"' EXIT
-fail() {
-	echo "t: $*" >&2
-	exit 1
-}
-mask() { sed 's/SWMTKN-[A-Za-z0-9-]*/[join token redacted]/g' | tr '\\n' ' ' | cut -c1-400; }
 SK_KMS_KEY_ID=alias/swarmkeeper-t SK_REGION=eu-west-1
 command -V printf >"$LOG/printf"
 %(body)s
@@ -99,7 +116,8 @@ def _put_secure(tmp_path: Path, token: str, aws_fail: str = "") -> subprocess.Co
     (bin_dir / "aws").chmod(0o755)
     (tmp_path / "token").write_text(token + "\n")
     script = tmp_path / "harness.sh"
-    script.write_text(HARNESS % {"body": "\n".join(_body(TOKENS))})
+    prelude = "\n".join(_body(documents.DOCUMENTS_DIR / "_prelude.sh"))
+    script.write_text(HARNESS % {"prelude": prelude, "body": "\n".join(_body(TOKENS))})
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(tmp_path), "AWS_FAIL": aws_fail}
     return subprocess.run(["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=30)
 
