@@ -13,11 +13,11 @@ from swarmkeeper.adapters.commands import AgentNotRegistered, RunCommands
 from swarmkeeper.adapters.instances import Ec2Instances
 from swarmkeeper.adapters.lifecycle import LifecycleActions
 from swarmkeeper.adapters.parameters import ClusterParameters
-from swarmkeeper.adapters.state import RotationOp, StateTable
+from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain.join import JoinStepDue
 from swarmkeeper.domain.kernel import BusEvent
-from swarmkeeper.domain.models import JoinOp, Mode, Role, Stage
+from swarmkeeper.domain.models import JoinOp, Mode, Role, RotationOp, Stage
 
 NOW = 1_800_000_000.0
 CID = "11111111-2222-3333-4444-555555555555"

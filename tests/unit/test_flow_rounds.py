@@ -1,4 +1,4 @@
-"""The decide -> execute -> re-decide loop the join and exit flows share (``flows.loop``), and what a
+"""The gather -> decide -> execute loop every flow runs on (``flows.flow``), and what a
 decision made again in the same run reads: the AWS calls are counted (join_world's botocore hook), so
 a fact read twice comes back as a failing count. Each test reads Given / When / Then.
 
@@ -65,37 +65,42 @@ class NotSettled(SwarmkeeperError):
     pass
 
 
+class ScriptedFlow:
+    """A flow whose ``script[n]`` is what executing round n's one action does."""
+
+    name = "test"
+    not_settled = NotSettled
+
+    def __init__(self, script, max_rounds):
+        self.script = script
+        self.max_rounds = max_rounds
+        self.reads: list[int] = []
+
+    def gather(self, stimulus, known):
+        self.reads.append(known.get("fact", lambda: len(self.reads)))
+        return Seen(n=stimulus.n)
+
+    def decide(self, stimulus, facts):
+        return Decision(Outcome.WAIT, f"round {facts.n}", ("act",))
+
+    def execute(self, action, facts, known):
+        self.script[facts.n](known)
+
+
 def run_script(script, max_rounds=3):
-    """Run the loop over a scripted flow: ``script[n]`` is what executing round n's one action does."""
-    from swarmkeeper.flows import loop
+    from swarmkeeper.flows import flow
 
-    reads: list[int] = []
-
-    def gather(s, known):
-        reads.append(known.get("fact", lambda: len(reads)))
-        return Seen(n=s.n)
-
-    def execute(action, facts, known):
-        script[facts.n](known)
-
-    return loop.run(
-        "test",
-        Poke(ME),
-        gather,
-        lambda s, f: Decision(Outcome.WAIT, f"round {f.n}", ("act",)),
-        execute,
-        max_rounds,
-        NotSettled,
-    ), reads
+    scripted = ScriptedFlow(script, max_rounds)
+    return flow.run(scripted, Poke(ME)), scripted.reads
 
 
 def again(n, forget=False):
-    from swarmkeeper.flows import loop
+    from swarmkeeper.flows import flow
 
     def action(known):
         if forget:
             known.forget("fact")
-        raise loop.Redecide(Poke(ME, n))
+        raise flow.Redecide(Poke(ME, n))
 
     return action
 
@@ -125,10 +130,10 @@ def test_loop_stops_with_the_actions_outcome(caplog):
     # Given an action whose conditional write lost a race
     caplog.set_level(logging.INFO)
 
-    from swarmkeeper.flows import loop
+    from swarmkeeper.flows import flow
 
     def lost(known):
-        raise loop.Stop(Outcome.IGNORE, "moved on elsewhere")
+        raise flow.Stop(Outcome.IGNORE, "moved on elsewhere")
 
     # When it runs / Then the run ends with that outcome, logged
     decision, _ = run_script({0: lost})
@@ -147,9 +152,9 @@ def test_loop_that_never_settles_raises_so_the_event_is_retried():
 
 def test_known_take_is_for_one_round_only():
     # Given a fact put by an action
-    from swarmkeeper.flows import loop
+    from swarmkeeper.flows import flow
 
-    known = loop.Known()
+    known = flow.Known()
     known.put("op", "written")
 
     # When two rounds take it / Then the first gets it, the second reads

@@ -14,14 +14,26 @@ Items:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from swarmkeeper.domain.models import InitLock, JoinOp, LeaveOp, LeaveStage, Mode, Role, Stage
+from swarmkeeper.domain.models import (
+    InitLock,
+    JoinOp,
+    LeaveOp,
+    LeaveStage,
+    Mode,
+    OpKind,
+    OpSummary,
+    ReconcilePass,
+    Role,
+    RotationOp,
+    Stage,
+)
 from swarmkeeper.domain.view import ClusterView
 
 LOCK_PK = "lock#swarm-init"
@@ -73,15 +85,6 @@ def _decode(item: dict[str, Any]) -> dict[str, Any]:
 
 def _conditional_failed(err: ClientError) -> bool:
     return err.response["Error"]["Code"] == "ConditionalCheckFailedException"
-
-
-@dataclass(frozen=True)
-class RotationOp:
-    command_id: str
-    target: str
-    node_id: str
-    correlation_id: str
-    expires_at: float
 
 
 class StateTable:
@@ -167,7 +170,7 @@ class StateTable:
             {":leave": "leave", ":previous": op.version - 1},
         )
 
-    def open_ops(self) -> list[dict[str, Any]]:
+    def open_ops(self) -> list[OpSummary]:
         """Every join or leave op item (one paginated Scan, only op# items' few attributes)."""
         request: dict[str, Any] = {
             "TableName": self._table,
@@ -176,9 +179,9 @@ class StateTable:
             "ProjectionExpression": "pk, kind, stage, started_at, deadline, #r",
             "ExpressionAttributeNames": {"#r": "role"},
         }
-        out: list[dict[str, Any]] = []
+        out: list[OpSummary] = []
         for page in self._ddb.get_paginator("scan").paginate(**request):
-            out.extend(_decode(raw) for raw in page["Items"])
+            out.extend(_summary(_decode(raw)) for raw in page["Items"])
         return out
 
     # --- manager-change lock ---------------------------------------------------------------
@@ -208,17 +211,28 @@ class StateTable:
     def save_view(self, view: ClusterView) -> None:
         self._put({"pk": VIEW_PK, **view.to_item()})
 
-    def get_reconcile(self) -> dict[str, Any] | None:
-        return self._get(RECONCILE_PK)
-
-    def start_reconcile(self, item: dict[str, Any], now: float) -> bool:
-        """False while another reconcile's describe-swarm is in flight (and not expired)."""
-        return self._put(
-            {"pk": RECONCILE_PK, **item}, "attribute_not_exists(pk) OR expires_at < :now", {":now": now}
+    def get_reconcile(self) -> ReconcilePass | None:
+        item = self._get(RECONCILE_PK)
+        if not item:
+            return None
+        return ReconcilePass(
+            command_id=str(item.get("command_id", "")),
+            target=str(item.get("target", "")),
+            correlation_id=str(item.get("correlation_id", "")),
+            why=str(item.get("why", "")),
+            excluded=tuple(item.get("excluded") or ()),
+            sent_at=float(item.get("sent_at", 0)),
+            expires_at=float(item.get("expires_at", 0)),
         )
 
-    def save_reconcile(self, item: dict[str, Any]) -> None:
-        self._put({"pk": RECONCILE_PK, **item})
+    def start_reconcile(self, reconcile: ReconcilePass, now: float) -> bool:
+        """False while another reconcile's describe-swarm is in flight (and not expired)."""
+        return self._put(
+            _reconcile_to_item(reconcile), "attribute_not_exists(pk) OR expires_at < :now", {":now": now}
+        )
+
+    def save_reconcile(self, reconcile: ReconcilePass) -> None:
+        self._put(_reconcile_to_item(reconcile))
 
     def end_reconcile(self, command_id: str) -> bool:
         return self._delete(RECONCILE_PK, "command_id = :c", {":c": command_id})
@@ -344,3 +358,20 @@ def _leave_from_item(item: dict[str, Any]) -> LeaveOp:
     for name in ("started_at", "drain_deadline", "deadline", "view_wanted_at", "expires_at"):
         values[name] = float(values.get(name, 0))
     return LeaveOp(**values)
+
+
+def _summary(item: dict[str, Any]) -> OpSummary:
+    role = item.get("role")
+    started, deadline = item.get("started_at"), item.get("deadline")
+    return OpSummary(
+        instance_id=str(item["pk"]).removeprefix("op#"),
+        kind=OpKind(item.get("kind", "join")),
+        stage=str(item.get("stage", "")),
+        role=Role(role) if role in set(Role) else None,
+        started_at=float(started) if started is not None else None,
+        deadline=float(deadline) if deadline is not None else None,
+    )
+
+
+def _reconcile_to_item(reconcile: ReconcilePass) -> dict[str, Any]:
+    return {"pk": RECONCILE_PK, **asdict(reconcile), "excluded": list(reconcile.excluded)}

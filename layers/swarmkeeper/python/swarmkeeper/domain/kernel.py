@@ -75,8 +75,8 @@ class Decision(Generic[ActionT]):
     actions: tuple[ActionT, ...] = ()
 
 
-def ignore(reason: str) -> Decision[ActionT]:
-    return Decision(Outcome.IGNORE, reason)
+def ignore(reason: str, actions: tuple[ActionT, ...] = ()) -> Decision[ActionT]:
+    return Decision(Outcome.IGNORE, reason, actions)
 
 
 @dataclass(frozen=True)

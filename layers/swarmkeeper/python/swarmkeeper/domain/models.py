@@ -1,9 +1,10 @@
-"""What the join flow knows about the world: instances, the cluster, operations in flight."""
+"""What the flows know about the world: instances, the cluster, and the state table's items (operations
+in flight, locks, the reconcile pass and the token rotation in flight)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -138,6 +139,10 @@ class JoinOp:
     reason: str = ""
     expires_at: float = 0.0  # the item's TTL (epoch seconds)
 
+    def sent(self, command_id: str) -> JoinOp:
+        """The op once its command is sent: the command's id recorded, on the next version."""
+        return replace(self, command_id=command_id, version=self.version + 1)
+
 
 class LeaveStage(StrEnum):
     DRAINING = "draining"  # drain-node sent to a manager, or waiting to poll it again
@@ -180,3 +185,49 @@ class LeaveOp:
     @property
     def graceful(self) -> bool:
         return self.via != "state"
+
+    def sent(self, command_id: str) -> LeaveOp:
+        """The op once its command is sent: the command's id recorded, on the next version."""
+        return replace(self, command_id=command_id, version=self.version + 1)
+
+
+class OpKind(StrEnum):
+    JOIN = "join"
+    LEAVE = "leave"
+
+
+@dataclass(frozen=True)
+class OpSummary:
+    """An ``op#<instance-id>`` item as the scan of open operations returns it: which instance, what
+    kind of op, at which stage, and its clock; not the op itself (read that by its key)."""
+
+    instance_id: str
+    kind: OpKind
+    stage: str
+    role: Role | None = None
+    started_at: float | None = None
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class ReconcilePass:
+    """``op#reconcile``: the describe-swarm in flight (no command id yet while it is being sent)."""
+
+    command_id: str
+    target: str
+    correlation_id: str
+    why: str
+    excluded: tuple[str, ...]  # managers whose describe-swarm failed earlier in this pass
+    sent_at: float
+    expires_at: float  # a lost status event blocks reconciles at most until then
+
+
+@dataclass(frozen=True)
+class RotationOp:
+    """``op#rotate-tokens``: the rotation in flight (no command id yet while it is being sent)."""
+
+    command_id: str
+    target: str
+    node_id: str
+    correlation_id: str
+    expires_at: float

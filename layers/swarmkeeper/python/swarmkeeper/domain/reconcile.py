@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from swarmkeeper.domain.models import Role
+from swarmkeeper.domain.models import OpKind, Role
 from swarmkeeper.domain.quorum import ManagerChangeGate, RaftCounts, choose_command_manager, removal_order
 from swarmkeeper.domain.swarm import NodeState, SwarmNode
 
@@ -65,11 +65,6 @@ class InstanceView:
     @property
     def is_live(self) -> bool:
         return self.state not in _GONE_STATES
-
-
-class OpKind(StrEnum):
-    JOIN = "join"
-    LEAVE = "leave"
 
 
 @dataclass(frozen=True)

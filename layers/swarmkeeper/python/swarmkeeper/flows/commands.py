@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from swarmkeeper.domain.kernel import NON_TERMINAL, Decision, Outcome
 from swarmkeeper.domain.leave import DRAIN, LEAVE, REMOVE
+from swarmkeeper.domain.reconcile_pass import DESCRIBE
+from swarmkeeper.domain.rotation import ROTATE
 from swarmkeeper.flows.join import BOOTSTRAP, VERIFY, JoinFlow
 from swarmkeeper.flows.leave import LeaveFlow, leaving_instance
-from swarmkeeper.flows.reconcile import DESCRIBE, Reconcile
-from swarmkeeper.flows.rotation import ROTATE, TokenRotation
+from swarmkeeper.flows.reconcile import Reconcile
+from swarmkeeper.flows.rotation import TokenRotation
 from swarmkeeper.inputs import CommandStatusChange
 from swarmkeeper.settings import RuntimeSettings
 

@@ -3,7 +3,7 @@
 Entry points (one per kind of input): ``request`` (launch lifecycle action / `running` fallback),
 ``step`` (delayed re-delivery from the step queue), ``agent_registered`` (the agent-ready
 association's status event: the SSM agent is up), ``command_finished`` (SSM status change of a
-bootstrap-node or verify-node command). Each runs ``flows.loop``: gather facts, ask
+bootstrap-node or verify-node command). Each runs the ``flows.flow`` loop: gather facts, ask
 ``domain.join.decide_join``, execute the actions in order. Two actions send it back for another decision
 (``AcquireInitLock``; ``RunBootstrap`` refused because the SSM agent has not registered); that
 decision reuses the instance, the op as this run saved it and the cluster facts, except after a
@@ -36,6 +36,7 @@ from swarmkeeper.domain.join import (
     CreateJoin,
     JoinAction,
     JoinCommandFinished,
+    JoinDecision,
     JoinPolicy,
     JoinRequested,
     JoinStepDue,
@@ -52,10 +53,18 @@ from swarmkeeper.domain.join import (
     waits_for_the_swarm,
 )
 from swarmkeeper.domain.kernel import Decision, Outcome, Publish
-from swarmkeeper.domain.models import ClusterState, InstanceFacts, JoinOp, LifecycleResult, Role, Stage
-from swarmkeeper.flows import loop
-from swarmkeeper.flows.loop import Known, Redecide, Stop
+from swarmkeeper.domain.models import (
+    ClusterState,
+    InstanceFacts,
+    JoinOp,
+    LifecycleResult,
+    OpKind,
+    Role,
+    Stage,
+)
+from swarmkeeper.flows.flow import Known, Redecide, Stop, run
 from swarmkeeper.flows.managers import joined_managers_healthy_first
+from swarmkeeper.flows.sending import save_send_record
 from swarmkeeper.settings import RuntimeSettings
 
 logger = Logger(child=True)
@@ -99,6 +108,10 @@ class JoinAdapters:
 
 
 class JoinFlow:
+    name = "join"
+    max_rounds = MAX_ROUNDS
+    not_settled = JoinNotSettled
+
     def __init__(
         self,
         settings: RuntimeSettings,
@@ -113,18 +126,18 @@ class JoinFlow:
 
     # --- entry points ----------------------------------------------------------------------
 
-    def request(self, stimulus: JoinRequested) -> Decision:
+    def request(self, stimulus: JoinRequested) -> JoinDecision:
         return self._run(stimulus)
 
-    def step(self, stimulus: JoinStepDue) -> Decision:
+    def step(self, stimulus: JoinStepDue) -> JoinDecision:
         return self._run(stimulus)
 
-    def agent_registered(self, stimulus: AgentRegistered) -> Decision:
+    def agent_registered(self, stimulus: AgentRegistered) -> JoinDecision:
         return self._run(stimulus)
 
     def command_finished(
         self, action: str, command_id: str, instance_id: str, status: str, correlation_id: str
-    ) -> Decision:
+    ) -> JoinDecision:
         """A terminal status of a bootstrap-node / verify-node command (``instance_id``: where it ran)."""
         invocation = self.a.commands.invocation(command_id, instance_id)
         joining = (joining_instance(invocation.comment) if invocation else None) or (
@@ -134,17 +147,15 @@ class JoinFlow:
             return Decision(Outcome.IGNORE, f"{action} command {command_id} was not sent by the join flow")
         return self._run(_finished(action, command_id, joining, status, correlation_id, invocation))
 
-    # --- loop ------------------------------------------------------------------------------
+    # --- the flow --------------------------------------------------------------------------
 
-    def _run(self, stimulus: JoinStimulus) -> Decision:
-        return loop.run(
-            "join", stimulus, self._gather, self._decide, self._execute, MAX_ROUNDS, JoinNotSettled
-        )
+    def _run(self, stimulus: JoinStimulus) -> JoinDecision:
+        return run(self, stimulus)
 
-    def _decide(self, stimulus: JoinStimulus, facts: _Facts) -> Decision:
+    def decide(self, stimulus: JoinStimulus, facts: _Facts) -> JoinDecision:
         return decide_join(stimulus, facts.instance, facts.cluster, facts.op, self.clock(), self.policy)
 
-    def _gather(self, stimulus: JoinStimulus, known: Known) -> _Facts:
+    def gather(self, stimulus: JoinStimulus, known: Known) -> _Facts:
         iid = stimulus.instance_id
         op = known.take(("op", iid), lambda: self.a.state.get_op(iid))
         if isinstance(stimulus, JoinStepDue) and _stale(stimulus, op):
@@ -177,9 +188,7 @@ class JoinFlow:
     def _managers_by_health(self) -> tuple[str, ...]:
         return joined_managers_healthy_first(self.a.instances, self.a.state, self.settings.manager_group_name)
 
-    # --- actions ---------------------------------------------------------------------------
-
-    def _execute(self, action: JoinAction, facts: _Facts, known: Known) -> None:
+    def execute(self, action: JoinAction, facts: _Facts, known: Known) -> None:
         s, a = self.settings, self.a
         instance = facts.instance
         now = self.clock()
@@ -214,24 +223,30 @@ class JoinFlow:
                 }
                 if s.docker_version:  # empty: the document's default (the distribution's package)
                     params["DockerVersion"] = s.docker_version
-                sending = self._save_before_send(then, known)
+                document = self._document(BOOTSTRAP)
                 try:
-                    command_id = a.commands.send(
-                        self._document(BOOTSTRAP), then.instance_id, params, join_comment(then.instance_id)
+                    self._send(
+                        then,
+                        lambda: a.commands.send(
+                            document, then.instance_id, params, join_comment(then.instance_id)
+                        ),
+                        known,
                     )
                 except AgentNotRegistered as err:
                     # Back to waiting, so the decision sees the agent is not ready yet.
-                    waiting = replace(sending, stage=Stage.WAITING, version=sending.version + 1)
+                    waiting = replace(
+                        then, stage=Stage.WAITING, command_id="", waiting_for="", version=then.version + 1
+                    )
                     self._save(waiting, known)
                     raise Redecide(AgentNotReady(then.instance_id, waiting.version)) from err
-                self._record_sent(sending, command_id, known)
             case RunVerify(target=target, node_id=node_id, then=then):
                 params = {"NodeId": node_id, "Role": str(then.role), "TimeoutSeconds": "60"}
-                sending = self._save_before_send(then, known)
-                command_id = a.commands.send(
-                    self._document(VERIFY), target, params, join_comment(then.instance_id)
+                document = self._document(VERIFY)
+                self._send(
+                    then,
+                    lambda: a.commands.send(document, target, params, join_comment(then.instance_id)),
+                    known,
                 )
-                self._record_sent(sending, command_id, known)
             case ScheduleJoinStep(step=step, delay_seconds=delay):
                 a.steps.schedule(step, delay)
             case CompleteLifecycle(instance_id=iid, group=group, result=result):
@@ -260,31 +275,20 @@ class JoinFlow:
         """A step now for each other join ``waits_for_the_swarm`` (its pending step, one version
         behind once this one ran, is then ignored as stale)."""
         for item in self.a.state.open_ops():
-            if item.get("kind") != "join" or item.get("stage") not in (
-                Stage.WAITING,
-                Stage.AWAITING_VERIFIER,
-            ):
+            if item.kind is not OpKind.JOIN or item.stage not in (Stage.WAITING, Stage.AWAITING_VERIFIER):
                 continue
-            instance_id = item["pk"].removeprefix("op#")
+            instance_id = item.instance_id
             op = self.a.state.get_op(instance_id) if instance_id != me else None
             if op is not None and waits_for_the_swarm(op):
                 self.a.steps.schedule(JoinStepDue(instance_id, op.version, op.correlation_id), 0)
                 logger.info("join woken", extra={"instance_id": instance_id, "stage": str(op.stage)})
 
-    def _save_before_send(self, then: JoinOp, known: Known) -> JoinOp:
-        """Save the command's stage first: its status event may arrive before SendCommand returns."""
+    def _send(self, then: JoinOp, send: Callable[[], str], known: Known) -> None:
+        """The send step (``flows.sending``) for the op at the command's stage, ``then``."""
+        key = ("op", then.instance_id)
         sending = replace(then, command_id="", waiting_for="")
-        self._save(sending, known)
-        return sending
-
-    def _record_sent(self, sending: JoinOp, command_id: str, known: Known) -> None:
-        recorded = replace(sending, command_id=command_id, version=sending.version + 1)
-        if self.a.state.save_op(recorded):
-            known.put(("op", recorded.instance_id), recorded)
-            return
-        # The command's status event was handled first and moved the join on: nothing to record.
-        known.forget(("op", recorded.instance_id))
-        logger.info("command finished before its id was recorded", extra={"command_id": command_id})
+        if not save_send_record(sending, self.a.state.save_op, send, lambda op: known.keep(key, op)):
+            raise Stop(Outcome.STOPPED, f"join moved on elsewhere (expected version {then.version - 1})")
 
     def _complete(self, instance_id: str, group: str | None, result: LifecycleResult) -> None:
         completed = False

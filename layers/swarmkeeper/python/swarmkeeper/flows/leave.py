@@ -4,7 +4,7 @@ is removed right away when its instance is already gone.
 Entry points: ``request`` (terminate lifecycle action, Spot warning, rebalance recommendation, the
 instance's shutting-down / terminated state change), ``step`` (delayed re-delivery: drain polls,
 waits for a fresh view or the quorum guard) and ``command_finished`` (status of a drain-node,
-leave-swarm or remove-node this flow sent). Each runs ``flows.loop`` like the join flow: gather
+leave-swarm or remove-node this flow sent). Each runs the ``flows.flow`` loop like the join flow: gather
 facts, ask ``domain.leave.decide_leave``, execute the actions in order. A decision made again in the
 same run (a create race, a manager that could not be sent the command) reads the op again unless this
 run saved it, and the manager-change lock after this run took or released it; the instance, the swarm
@@ -40,6 +40,7 @@ from swarmkeeper.domain.leave import (
     Heartbeat,
     LeaveAction,
     LeaveCommandFinished,
+    LeaveDecision,
     LeaveFacts,
     LeaveNotDelivered,
     LeavePolicy,
@@ -54,9 +55,9 @@ from swarmkeeper.domain.leave import (
     decide_leave,
 )
 from swarmkeeper.domain.models import LeaveOp, LeaveStage, LifecycleResult, Role
-from swarmkeeper.flows import loop
-from swarmkeeper.flows.loop import Known, Redecide, Stop
+from swarmkeeper.flows.flow import Known, Redecide, Stop, run
 from swarmkeeper.flows.managers import joined_managers_healthy_first
+from swarmkeeper.flows.sending import save_send_record
 from swarmkeeper.settings import RuntimeSettings
 
 logger = Logger(child=True)
@@ -98,6 +99,10 @@ class LeaveAdapters:
 
 
 class LeaveFlow:
+    name = "leave"
+    max_rounds = MAX_ROUNDS
+    not_settled = LeaveNotSettled
+
     def __init__(
         self,
         settings: RuntimeSettings,
@@ -114,15 +119,15 @@ class LeaveFlow:
 
     # --- entry points ----------------------------------------------------------------------
 
-    def request(self, stimulus: LeaveRequested) -> Decision:
+    def request(self, stimulus: LeaveRequested) -> LeaveDecision:
         return self._run(stimulus)
 
-    def step(self, stimulus: LeaveStepDue) -> Decision:
+    def step(self, stimulus: LeaveStepDue) -> LeaveDecision:
         return self._run(stimulus)
 
     def command_finished(
         self, action: str, command_id: str, ran_on: str, status: str, invocation: Invocation | None
-    ) -> Decision:
+    ) -> LeaveDecision:
         """A terminal status of a drain-node / leave-swarm / remove-node (``invocation``: its result)."""
         leaving = leaving_instance(invocation.comment) if invocation else None
         if leaving is None:
@@ -143,17 +148,15 @@ class LeaveFlow:
         )
         return self._run(stimulus)
 
-    # --- loop ------------------------------------------------------------------------------
+    # --- the flow --------------------------------------------------------------------------
 
-    def _run(self, stimulus: LeaveStimulus) -> Decision:
-        return loop.run(
-            "leave", stimulus, self._gather, self._decide, self._execute, MAX_ROUNDS, LeaveNotSettled
-        )
+    def _run(self, stimulus: LeaveStimulus) -> LeaveDecision:
+        return run(self, stimulus)
 
-    def _decide(self, stimulus: LeaveStimulus, gathered: _Facts) -> Decision:
+    def decide(self, stimulus: LeaveStimulus, gathered: _Facts) -> LeaveDecision:
         return decide_leave(stimulus, gathered.facts, gathered.op, self.clock(), self.policy)
 
-    def _gather(self, stimulus: LeaveStimulus, known: Known) -> _Facts:
+    def gather(self, stimulus: LeaveStimulus, known: Known) -> _Facts:
         a, iid = self.a, stimulus.instance_id
         join, leave = known.take(("ops", iid), lambda: a.state.get_ops(iid))
         if leave is not None and answered_by_the_op(stimulus, leave):
@@ -182,9 +185,7 @@ class LeaveFlow:
             holder = known.get(_LOCK_HOLDER, lambda: a.state.manager_lock_holder(self.clock()))
         return _Facts(LeaveFacts(instance, role, node_id, join, view, managers, holder), leave)
 
-    # --- actions ---------------------------------------------------------------------------
-
-    def _execute(self, action: LeaveAction, _facts: _Facts, known: Known) -> None:
+    def execute(self, action: LeaveAction, _facts: _Facts, known: Known) -> None:
         a, now = self.a, self.clock()
         match action:
             case CreateLeave(op=new, replacing=replacing):
@@ -246,28 +247,23 @@ class LeaveFlow:
                     LeaveStepDue(iid, then.version, then.correlation_id), self.policy.view_wait_seconds
                 )
                 raise Stop(Outcome.WAIT, "another manager change holds the lock")
-        # Save the stage first: the command's status event may arrive before SendCommand returns.
         sending = replace(then, command_id="", target=target, waiting_for="")
-        if not a.state.save_leave(sending):
-            if until is not None:
-                a.state.release_manager_lock(iid)
-            raise Stop(Outcome.IGNORE, f"leave moved on elsewhere (expected version {then.version - 1})")
-        known.put(("ops", iid), (None, sending))
+        document = f"{self.settings.document_prefix}{name}"
         try:
-            command_id = a.commands.send(
-                f"{self.settings.document_prefix}{name}", target, params, leave_comment(iid)
+            sent = save_send_record(
+                sending,
+                a.state.save_leave,
+                lambda: a.commands.send(document, target, params, leave_comment(iid)),
+                lambda op: known.keep(("ops", iid), (None, op) if op else None),
             )
         except AgentNotRegistered as err:
             if until is not None:
                 a.state.release_manager_lock(iid)
             raise Redecide(LeaveNotDelivered(iid, sending.version, name, target)) from err
-        recorded = replace(sending, command_id=command_id, version=sending.version + 1)
-        if a.state.save_leave(recorded):
-            known.put(("ops", iid), (None, recorded))
-            return
-        # Its status event was handled first and moved the leave on: nothing to record.
-        known.forget(("ops", iid))
-        logger.info("command finished before its id was recorded", extra={"command_id": command_id})
+        if not sent:
+            if until is not None:
+                a.state.release_manager_lock(iid)
+            raise Stop(Outcome.IGNORE, f"leave moved on elsewhere (expected version {then.version - 1})")
 
 
 def answered_by_the_op(stimulus: LeaveStimulus, leave: LeaveOp) -> bool:

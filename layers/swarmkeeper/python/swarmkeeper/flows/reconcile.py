@@ -1,30 +1,23 @@
-"""Reconcile: compare the swarm with the cluster's instances and clean up, one pass at a time.
+"""The reconcile flow: compare the swarm with the cluster's instances and clean up, one pass at a time
+(what a pass does, and in which order: ``domain.reconcile_pass``).
 
-A pass is two invocations, so no Lambda waits for a command:
+Entry points: ``start`` (schedule, alarm, or the exit flow wanting a fresh view), ``on_alarm`` (one of
+the stack's alarms changed state), ``finished`` (describe-swarm's status) and ``removal_finished`` (a
+remove-node this flow sent for a dead node). Each runs the ``flows.flow`` loop: gather, ask
+``domain.reconcile_pass.decide_reconcile``, execute. A manager whose SSM agent is not registered is
+skipped: the next round decides on the next manager. manager-addresses is refreshed by
+describe-swarm's own script (the control plane cannot write parameters).
 
-1. ``start`` (schedule, alarm, or the exit flow wanting a fresh view) sends describe-swarm to a
-   Reachable, Ready manager of the latest view (any joined manager when there is none yet), with the
-   output bucket set: only managers may write there, and a large swarm's list is longer than the
-   24,000 characters Run Command keeps. ``op#reconcile`` keeps one pass in flight at a time.
-2. ``finished`` (its status event) reads the node list (inline, or from S3 when it was cut), reads
-   the instances (one paginated DescribeInstances) and the operations in flight (one paginated Scan),
-   asks ``domain.reconcile.plan_reconcile``, saves ``view#cluster``, publishes metrics and alerts, and
-   carries the plan out: remove-node per dead node (at most ``MAX_REMOVALS_PER_PASS``; the rest next
-   pass), the plan's one demotion, SetInstanceHealth Unhealthy for nodes Down past the grace period,
-   stuck operations finished or rolled back. manager-addresses is refreshed by describe-swarm's own
-   script (the control plane cannot write parameters).
-
-A pass costs a constant number of AWS calls, whatever the cluster's size (see the 1,000-node test).
+A pass costs a constant number of AWS calls, whatever the cluster's size (see the 1,000-node test):
+the node list (inline, or from S3 when it was cut), one paginated DescribeInstances, one paginated
+Scan of the operations in flight.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -36,49 +29,65 @@ from swarmkeeper.adapters.lifecycle import LifecycleActions
 from swarmkeeper.adapters.outputs import INLINE_LIMIT, CommandOutputs, key_from_url, stdout_key
 from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
-from swarmkeeper.domain import outputs
-from swarmkeeper.domain.kernel import BusEvent, Decision, Outcome
-from swarmkeeper.domain.leave import DEAD_NODE_REMOVED, FRESH_VIEW, MANAGER_DEMOTED, REMOVE, LeaveStepDue
-from swarmkeeper.domain.models import ClusterIdentity, InstanceFacts, LeaveStage, LifecycleResult, Role, Stage
-from swarmkeeper.domain.reconcile import (
-    InstanceView,
+from swarmkeeper.domain.errors import SwarmkeeperError
+from swarmkeeper.domain.kernel import Outcome, Publish
+from swarmkeeper.domain.leave import REMOVE, ScheduleLeaveStep
+from swarmkeeper.domain.models import (
+    ClusterIdentity,
+    LeaveOp,
+    LeaveStage,
+    LifecycleResult,
     OpKind,
-    OpView,
-    ReconcilePlan,
-    ReconcileSettings,
-    StuckAction,
-    StuckOperation,
-    plan_reconcile,
+    OpSummary,
+    Role,
+    Stage,
+)
+from swarmkeeper.domain.reconcile import NodeRemoval, ReconcileSettings, StuckAction, StuckOperation
+from swarmkeeper.domain.reconcile_pass import (
+    DESCRIBE,
+    AlarmChanged,
+    DescribeFinished,
+    DescribeNotDelivered,
+    EndPass,
+    ForgetNode,
+    LogDeferred,
+    LogFailure,
+    MarkUnhealthy,
+    PassRequested,
+    PublishMetrics,
+    ReconcileAction,
+    ReconcileDecision,
+    ReconcileFacts,
+    ReconcilePass,
+    ReconcilePolicy,
+    ReconcileStimulus,
+    RemovalFinished,
+    RemoveDeadNodes,
+    SaveView,
+    SendDescribe,
+    SettleStuck,
+    StartPass,
+    decide_reconcile,
+    removal_comment,
+    waits_for_a_fresh_view,
 )
 from swarmkeeper.domain.swarm import SwarmNode, SwarmViewError, parse_describe_swarm
-from swarmkeeper.domain.view import ClusterView
+from swarmkeeper.flows.flow import Known, Redecide, Stop, run
 from swarmkeeper.flows.managers import joined_managers_healthy_first
 from swarmkeeper.settings import RuntimeSettings
 
 logger = Logger(child=True)
 metrics = Metrics()  # shares the handler's metric set (Powertools), flushed by its log_metrics
 
-DESCRIBE = "describe-swarm"
-ALARM_RAISED = "Alarm Raised"
 OUTPUT_PREFIX = DESCRIBE
 COMMENT = "swarmkeeper reconcile"
-RECONCILE_TTL_SECONDS = 240  # a lost status event blocks reconciles at most this long
-MAX_ATTEMPTS = 3  # managers tried for one pass's describe-swarm
-MAX_REMOVALS_PER_PASS = 10  # remove-node is one SendCommand per node: cap, continue next pass
-MAX_MARKS_PER_PASS = 5
-MAX_STUCK_PER_PASS = 5
 # Join ops are stuck past the launch hook's budget (agent wait + init lock + bootstrap + verify).
 JOIN_BUDGET_EXTRA_SECONDS = 1080 + 900 + 120
-_RM_COMMENT = re.compile(r"^swarmkeeper reconcile rm ([a-z0-9]{25}) (i-[0-9a-f]+|-) (manager|worker)$")
+_VIEW, _MANAGERS = "view", "managers"  # Known
 
 
-def removal_comment(node_id: str, instance_id: str | None, role: Role) -> str:
-    return f"swarmkeeper reconcile rm {node_id} {instance_id or '-'} {role}"
-
-
-def parse_removal_comment(comment: str) -> tuple[str, str, str] | None:
-    m = _RM_COMMENT.match(comment)
-    return (m.group(1), "" if m.group(2) == "-" else m.group(2), m.group(3)) if m else None
+class ReconcileNotSettled(SwarmkeeperError):
+    """Every round asked for another manager; raised so the event is retried."""
 
 
 @dataclass
@@ -93,6 +102,10 @@ class ReconcileAdapters:
 
 
 class Reconcile:
+    name = "reconcile"
+    max_rounds = 16  # more managers than a manager group ever holds: each may refuse delivery
+    not_settled = ReconcileNotSettled
+
     def __init__(
         self,
         settings: RuntimeSettings,
@@ -104,161 +117,155 @@ class Reconcile:
         self.a = adapters
         self.clock = clock
         self.plan_settings = plan_settings or ReconcileSettings()
-        self.identity = ClusterIdentity(
-            settings.cluster_name, settings.manager_group_name, settings.worker_group_name
+        self.policy = ReconcilePolicy(
+            identity=ClusterIdentity(
+                settings.cluster_name, settings.manager_group_name, settings.worker_group_name
+            ),
+            join_budget_seconds=settings.agent_wait_seconds + JOIN_BUDGET_EXTRA_SECONDS,
+            plan=self.plan_settings,
         )
 
-    # --- 1. start ----------------------------------------------------------------------------
+    # --- entry points ----------------------------------------------------------------------
 
-    def start(self, correlation_id: str, why: str = "schedule", exclude: Collection[str] = ()) -> Decision:
-        a, s, now = self.a, self.settings, self.clock()
-        view = a.state.get_view()
-        candidates = view.command_managers(exclude) if view is not None else ()
-        if not candidates:
-            joined = joined_managers_healthy_first(a.instances, a.state, s.manager_group_name)
-            candidates = tuple(m for m in joined if m not in exclude)
-        if not candidates:
-            return Decision(Outcome.IGNORE, "no joined manager to describe the swarm from")
-        pending = {
-            "command_id": "",
-            "target": "",
-            "correlation_id": correlation_id,
-            "why": why,
-            "excluded": list(exclude),
-            "sent_at": now,
-            "expires_at": now + RECONCILE_TTL_SECONDS,
-        }
-        if not a.state.start_reconcile(pending, now):
-            return Decision(Outcome.IGNORE, "a reconcile pass is already in flight")
-        params = {"ParameterPrefix": s.parameter_prefix, "Region": s.region}
-        for target in candidates:
-            try:
-                command_id = a.commands.send(
-                    f"{s.document_prefix}{DESCRIBE}",
-                    target,
-                    params,
-                    COMMENT,
-                    output=(s.command_output_bucket, OUTPUT_PREFIX),
-                )
-            except AgentNotRegistered:
-                logger.warning(
-                    "manager's SSM agent is not registered; trying the next", extra={"target": target}
-                )
-                continue
-            a.state.save_reconcile({**pending, "command_id": command_id, "target": target})
-            return Decision(Outcome.RECONCILE, f"{why}: describe-swarm sent to {target}")
-        a.state.end_reconcile("")
-        return Decision(Outcome.IGNORE, "no manager could take the describe-swarm command")
+    def start(
+        self, correlation_id: str, why: str = "schedule", exclude: Collection[str] = ()
+    ) -> ReconcileDecision:
+        return run(self, PassRequested(correlation_id, why, tuple(exclude)))
 
-    def on_alarm(self, alarm_name: str, state: str, correlation_id: str) -> Decision:
-        """One of the stack's alarms changed state: in ALARM, tell operators and reconcile at once."""
-        if not alarm_name.startswith(f"swarmkeeper-{self.settings.cluster_name}-"):
-            return Decision(Outcome.IGNORE, f"alarm {alarm_name} is not one of this stack's")
-        if state != "ALARM":
-            return Decision(Outcome.IGNORE, f"alarm {alarm_name} is {state}")
-        self.a.bus.publish(self._event(ALARM_RAISED, f"{alarm_name} is in ALARM", correlation_id))
+    def on_alarm(self, alarm_name: str, state: str, correlation_id: str) -> ReconcileDecision:
+        """In ALARM: operators are told, and a pass starts at once."""
+        raised = run(self, AlarmChanged(alarm_name, state, correlation_id))
+        if raised.outcome is not Outcome.ALARM:
+            return raised
         started = self.start(correlation_id, f"alarm {alarm_name}")
-        return Decision(Outcome.ALARM, f"{alarm_name} in ALARM; {started.reason}")
+        return replace(raised, reason=f"{raised.reason}; {started.reason}")
 
-    # --- 2. the node list is in ------------------------------------------------------------
+    def finished(self, command_id: str, instance_id: str, status: str) -> ReconcileDecision:
+        return run(self, DescribeFinished(command_id, instance_id, status))
 
-    def finished(self, command_id: str, instance_id: str, status: str) -> Decision:
+    def removal_finished(self, status: str, invocation: Invocation, correlation_id: str) -> ReconcileDecision:
+        """A remove-node this flow sent for a dead node (``invocation``: its result on the manager)."""
+        stimulus = RemovalFinished(
+            status, invocation.comment, invocation.stdout, invocation.stderr, correlation_id
+        )
+        return run(self, stimulus)
+
+    # --- the flow --------------------------------------------------------------------------
+
+    def gather(self, stimulus: ReconcileStimulus, known: Known) -> ReconcileFacts:
+        match stimulus:
+            case PassRequested(exclude=exclude):
+                return ReconcileFacts(candidates=self._candidates(exclude, known))
+            case DescribeNotDelivered(op=pending):
+                return ReconcileFacts(op=pending, candidates=self._candidates(pending.excluded, known))
+            case DescribeFinished():
+                return self._finished_facts(stimulus, known)
+        return ReconcileFacts()
+
+    def decide(self, stimulus: ReconcileStimulus, facts: ReconcileFacts) -> ReconcileDecision:
+        return decide_reconcile(stimulus, facts, self.clock(), self.policy)
+
+    def execute(self, action: ReconcileAction, facts: ReconcileFacts, known: Known) -> None:
+        a = self.a
+        match action:
+            case StartPass(op=pending, after=after):
+                if not a.state.start_reconcile(pending, self.clock()):
+                    why = "a reconcile pass is already in flight"
+                    raise Stop(Outcome.IGNORE, f"{after}; {why}" if after else why)
+            case SendDescribe():
+                self._send_describe(action)
+            case EndPass(command_id=command_id):
+                a.state.end_reconcile(command_id)
+            case SaveView(view=view):
+                a.state.save_view(view)
+            case ScheduleLeaveStep(step=step, delay_seconds=delay):
+                if a.steps is not None:
+                    a.steps.schedule(step, delay)
+                    logger.info(
+                        "manager removal woken by the fresh view", extra={"instance_id": step.instance_id}
+                    )
+            case PublishMetrics(metrics=swarm):
+                for name, value in swarm.as_dict().items():
+                    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            case Publish(event=event):
+                a.bus.publish(event)
+            case SettleStuck(stuck=stuck):
+                self._settle(stuck)
+            case RemoveDeadNodes(target=target, removals=removals):
+                self._remove(target, removals)
+            case MarkUnhealthy(mark=mark):
+                marked = a.lifecycle.mark_unhealthy(mark.instance_id)
+                logger.warning(
+                    "instance marked Unhealthy",
+                    extra={"instance_id": mark.instance_id, "reason": mark.reason, "marked": marked},
+                )
+                metrics.add_metric(name="InstancesMarkedUnhealthy", unit=MetricUnit.Count, value=1)
+            case ForgetNode(instance_id=instance_id):
+                a.state.forget_node(instance_id)
+            case LogFailure(message=message, details=details):
+                logger.error(message, extra=dict(details))
+            case LogDeferred(subject=subject, reason=reason):
+                logger.info("deferred", extra={"subject": subject, "reason": reason})
+            case _:
+                raise TypeError(f"unknown action {action!r}")
+
+    # --- gathering -------------------------------------------------------------------------
+
+    def _candidates(self, exclude: Collection[str], known: Known) -> tuple[str, ...]:
+        """Managers that may run describe-swarm: the latest view's Reachable + Ready ones, or else
+        any joined manager; never an excluded one."""
+        view = known.get(_VIEW, self.a.state.get_view)
+        candidates = view.command_managers(exclude) if view is not None else ()
+        if candidates:
+            return candidates
+        joined = known.get(
+            _MANAGERS,
+            lambda: joined_managers_healthy_first(
+                self.a.instances, self.a.state, self.settings.manager_group_name
+            ),
+        )
+        return tuple(m for m in joined if m not in exclude)
+
+    def _finished_facts(self, stimulus: DescribeFinished, known: Known) -> ReconcileFacts:
         a = self.a
         pending = a.state.get_reconcile()
-        if pending is None or pending.get("command_id") != command_id:
-            return Decision(Outcome.IGNORE, f"stale describe-swarm command {command_id}")
-        a.state.end_reconcile(command_id)
-        excluded = [*pending.get("excluded", []), instance_id]
-        correlation_id = pending.get("correlation_id", "")
-        if status != "Success":
-            return self._retry(correlation_id, excluded, f"describe-swarm {status} on {instance_id}")
-        nodes = self._read_nodes(command_id, instance_id)
+        if pending is None or pending.command_id != stimulus.command_id:
+            return ReconcileFacts(op=pending)
+        if stimulus.status != "Success":
+            return self._retry_facts(pending, stimulus.instance_id, "", known)
+        nodes = self._read_nodes(stimulus.command_id, stimulus.instance_id)
         if isinstance(nodes, str):
-            return self._retry(correlation_id, excluded, nodes)
-        instances = a.instances.group_instances(self.identity.groups)
-        ops = a.state.open_ops()
-        previous = a.state.get_view()
-        plan = self._plan(nodes, instances, ops, previous)
-        view = self._view(nodes, instances, plan, float(pending.get("sent_at", self.clock())))
-        a.state.save_view(view)
-        self._wake_removals(ops, view)
-        self._publish_metrics(plan)
-        for alert in plan.alerts:
-            reason = f"{alert.reason}. Runbook: {alert.runbook}"
-            a.bus.publish(self._event(str(alert.detail_type), reason, correlation_id))
-        done = self._execute(plan, view, instance_id, correlation_id)
-        m = plan.metrics
-        summary = f"{len(nodes)} nodes, {m.nodes_down} down, quorum margin {m.quorum_margin}; " + ", ".join(
-            done or ["nothing to do"]
+            return self._retry_facts(pending, stimulus.instance_id, nodes, known)
+        ops = tuple(a.state.open_ops())
+        return ReconcileFacts(
+            op=pending,
+            nodes=tuple(nodes),
+            instances=tuple(a.instances.group_instances(self.policy.identity.groups)),
+            ops=ops,
+            previous=a.state.get_view(),
+            removals_waiting=self._removals_waiting(ops),
         )
-        return Decision(Outcome.RECONCILED, summary)
 
-    def removal_finished(self, status: str, invocation: Invocation, correlation_id: str) -> Decision:
-        """A remove-node this flow sent for a dead node (``invocation``: its result on the manager)."""
-        subject = parse_removal_comment(invocation.comment)
-        if subject is None:
-            return Decision(Outcome.IGNORE, "remove-node command was not sent by swarmkeeper")
-        node_id, dead_instance, role = subject
-        removed = outputs.parse_removed(invocation.stdout) == node_id
-        if status != "Success" or not removed:
-            detail = outputs.excerpt(invocation.stderr or invocation.stdout)
-            logger.error(
-                "dead node removal failed; the next pass retries",
-                extra={"node_id": node_id, "status": status, "detail": detail},
-            )
-            return Decision(
-                Outcome.REMOVE_FAILED, f"remove-node {status} for {node_id}: {detail}".rstrip(": ")
-            )
-        if role == "manager":
-            self.a.bus.publish(
-                self._event(
-                    MANAGER_DEMOTED,
-                    "dead manager demoted and removed",
-                    correlation_id,
-                    dead_instance,
-                    node_id,
-                    role,
-                )
-            )
-        self.a.bus.publish(
-            self._event(
-                DEAD_NODE_REMOVED, "its instance is gone", correlation_id, dead_instance, node_id, role
-            )
-        )
-        if dead_instance:
-            self.a.state.forget_node(dead_instance)
-        return Decision(Outcome.REMOVED, f"dead node {node_id} removed")
+    def _retry_facts(
+        self, pending: ReconcilePass, ran_on: str, unreadable: str, known: Known
+    ) -> ReconcileFacts:
+        excluded = (*pending.excluded, ran_on)
+        if len(excluded) >= self.policy.max_attempts:
+            return ReconcileFacts(op=pending, unreadable=unreadable)
+        return ReconcileFacts(op=pending, unreadable=unreadable, candidates=self._candidates(excluded, known))
 
-    # --- helpers -----------------------------------------------------------------------------
-
-    def _wake_removals(self, ops: list[dict[str, Any]], view: ClusterView) -> None:
-        """A manager removal that asked for a fresh view goes on as soon as it is saved, not at its
-        next delayed step (view_wait_seconds later). The step carries the op's version: if the op
-        moved on meanwhile it is ignored as stale, and so is the delayed one after this one ran."""
+    def _removals_waiting(self, ops: tuple[OpSummary, ...]) -> tuple[LeaveOp, ...]:
+        """Manager removals that asked for a fresh view: this pass's view wakes them."""
         if self.a.steps is None:
-            return
-        for item in ops:
-            if item.get("kind") != "leave" or item.get("stage") != LeaveStage.REMOVING:
+            return ()
+        waiting = []
+        for op in ops:
+            if op.kind is not OpKind.LEAVE or op.stage != LeaveStage.REMOVING or op.role is not Role.MANAGER:
                 continue
-            if item.get("role") != Role.MANAGER:
-                continue
-            _, leave = self.a.state.get_ops(item["pk"].removeprefix("op#"))
-            if (
-                leave is None
-                or leave.command_id
-                or leave.waiting_for != FRESH_VIEW
-                or view.taken_at < leave.view_wanted_at
-            ):
-                continue
-            self.a.steps.schedule(LeaveStepDue(leave.instance_id, leave.version, leave.correlation_id), 0)
-            logger.info("manager removal woken by the fresh view", extra={"instance_id": leave.instance_id})
-
-    def _retry(self, correlation_id: str, excluded: list[str], why: str) -> Decision:
-        logger.error("reconcile pass failed", extra={"reason": outputs.redact(why)})
-        if len(excluded) >= MAX_ATTEMPTS:
-            return Decision(Outcome.RECONCILE_FAILED, f"{why}; giving up until the next pass")
-        retried = self.start(correlation_id, "retry", exclude=excluded)
-        return replace(retried, reason=f"{why}; {retried.reason}")
+            _, leave = self.a.state.get_ops(op.instance_id)
+            if leave is not None and waits_for_a_fresh_view(leave):
+                waiting.append(leave)
+        return tuple(waiting)
 
     def _read_nodes(self, command_id: str, instance_id: str) -> list[SwarmNode] | str:
         """The node list, or why it could not be read."""
@@ -281,128 +288,40 @@ class Reconcile:
         except SwarmViewError as err:
             return f"describe-swarm output in S3 unusable: {err}"
 
-    def _plan(
-        self,
-        nodes: list[SwarmNode],
-        instances: list[InstanceFacts],
-        ops: list[dict[str, Any]],
-        previous: ClusterView | None,
-    ) -> ReconcilePlan:
-        now = self.clock()
-        down_since = {k: _dt(v) for k, v in (previous.down_since if previous else {}).items()}
-        return plan_reconcile(
-            nodes,
-            self._instance_views(instances),
-            self._op_views(ops, now),
-            _dt(now),
-            self.plan_settings,
-            down_since,
-        )
+    # --- executing -------------------------------------------------------------------------
 
-    def _instance_views(self, instances: list[InstanceFacts]) -> list[InstanceView]:
-        views = []
-        for i in instances:
-            role = self.identity.role_of(i.tags)
-            if role is None:
-                continue
-            views.append(
-                InstanceView(
-                    i.instance_id,
-                    i.state,
-                    i.private_ip,
-                    role,
-                    i.node_id,
-                    i.launched_at or datetime.fromtimestamp(0, UTC),
-                )
+    def _send_describe(self, action: SendDescribe) -> None:
+        s, target, pending = self.settings, action.target, action.op
+        params = {"ParameterPrefix": s.parameter_prefix, "Region": s.region}
+        output = (s.command_output_bucket, OUTPUT_PREFIX)
+        try:
+            command_id = self.a.commands.send(
+                f"{s.document_prefix}{DESCRIBE}", target, params, COMMENT, output=output
             )
-        return views
+        except AgentNotRegistered as err:
+            logger.warning("manager's SSM agent is not registered; trying the next", extra={"target": target})
+            raise Redecide(DescribeNotDelivered(pending, (*action.tried, target), action.after)) from err
+        self.a.state.save_reconcile(replace(pending, command_id=command_id, target=target))
 
-    def _op_views(self, items: list[dict[str, Any]], now: float) -> list[OpView]:
-        join_budget = self.settings.agent_wait_seconds + JOIN_BUDGET_EXTRA_SECONDS
-        out = []
-        for item in items:
-            kind, stage = item.get("kind"), item.get("stage", "")
-            started = float(item.get("started_at", now))
-            if kind == "join" and stage not in (Stage.JOINED, Stage.FAILED):
-                deadline = started + join_budget
-            elif kind == "leave" and stage != "done":
-                deadline = float(item.get("deadline", started))
-            else:
-                continue
-            out.append(
-                OpView(item["pk"].removeprefix("op#"), OpKind(kind), stage, _dt(started), _dt(deadline))
-            )
-        return out
-
-    def _view(
-        self, nodes: list[SwarmNode], instances: list[InstanceFacts], plan: ReconcilePlan, taken_at: float
-    ) -> ClusterView:
-        live = [i for i in instances if not i.gone]
-        by_tag = {i.node_id: i.instance_id for i in live if i.node_id}
-        by_ip = {i.private_ip: i.instance_id for i in live if i.private_ip}
-        managers = tuple(n for n in nodes if n.is_manager)
-        mapping = {}
-        for n in managers:
-            iid = by_tag.get(n.node_id) or by_ip.get(n.address)
-            if iid:
-                mapping[n.node_id] = iid
-        return ClusterView(
-            taken_at=taken_at,
-            managers=managers,
-            manager_instances=mapping,
-            down_since={k: v.timestamp() for k, v in plan.down_since.items()},
-            nodes=len(nodes),
-        )
-
-    def _publish_metrics(self, plan: ReconcilePlan) -> None:
-        for name, value in plan.metrics.as_dict().items():
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-
-    def _execute(self, plan: ReconcilePlan, view: ClusterView, ran_on: str, correlation_id: str) -> list[str]:
-        a, done = self.a, []
-        for stuck in plan.stuck_operations[:MAX_STUCK_PER_PASS]:
-            done.append(self._stuck(stuck))
-        command_manager = plan.command_manager
-        target = view.manager_instances.get(command_manager.node_id) if command_manager else None
-        target = target or ran_on
-        for removal in plan.removals[:MAX_REMOVALS_PER_PASS]:
-            params = {
-                "NodeId": removal.node_id,
-                "ParameterPrefix": self.settings.parameter_prefix,
-                "Region": self.settings.region,
-            }
+    def _remove(self, target: str, removals: tuple[NodeRemoval, ...]) -> None:
+        s = self.settings
+        for removal in removals:
+            params = {"NodeId": removal.node_id, "ParameterPrefix": s.parameter_prefix, "Region": s.region}
+            comment = removal_comment(removal.node_id, removal.instance_id, removal.role)
             try:
-                a.commands.send(
-                    f"{self.settings.document_prefix}{REMOVE}",
-                    target,
-                    params,
-                    removal_comment(removal.node_id, removal.instance_id, removal.role),
-                )
+                self.a.commands.send(f"{s.document_prefix}{REMOVE}", target, params, comment)
             except AgentNotRegistered:
                 logger.warning(
                     "command manager is gone; the next pass picks another", extra={"target": target}
                 )
-                break
-            done.append(f"remove {removal.node_id} ({removal.reason})")
-        if len(plan.removals) > MAX_REMOVALS_PER_PASS:
-            done.append(f"{len(plan.removals) - MAX_REMOVALS_PER_PASS} removals left for the next pass")
-        for mark in plan.mark_unhealthy[:MAX_MARKS_PER_PASS]:
-            marked = a.lifecycle.mark_unhealthy(mark.instance_id)
-            logger.warning(
-                "instance marked Unhealthy",
-                extra={"instance_id": mark.instance_id, "reason": mark.reason, "marked": marked},
-            )
-            metrics.add_metric(name="InstancesMarkedUnhealthy", unit=MetricUnit.Count, value=1)
-            done.append(f"mark {mark.instance_id} unhealthy")
-        for deferred in plan.deferred:
-            logger.info("deferred", extra={"subject": deferred.subject, "reason": deferred.reason})
-        return done
+                return
 
-    def _stuck(self, stuck: StuckOperation) -> str:
+    def _settle(self, stuck: StuckOperation) -> None:
         """Finish or roll back an operation past its deadline (``domain.reconcile`` decided which)."""
         a, s = self.a, self.settings
         join, leave = a.state.get_ops(stuck.instance_id)
         now = self.clock()
+        closed_until = now + self.policy.closed_op_seconds
         if leave is not None:
             if leave.group:
                 a.lifecycle.complete(
@@ -410,18 +329,12 @@ class Reconcile:
                 )
             if leave.role is Role.MANAGER:
                 a.state.release_manager_lock(leave.instance_id)
-            a.state.save_leave(
-                replace(
-                    leave,
-                    stage=LeaveStage.DONE,
-                    version=leave.version + 1,
-                    reason=stuck.reason,
-                    expires_at=now + 86_400,
-                )
-            )
-            return f"finish leave of {stuck.instance_id}"
+            done = replace(leave, stage=LeaveStage.DONE, version=leave.version + 1, reason=stuck.reason)
+            a.state.save_leave(replace(done, expires_at=closed_until))
+            return
         if join is None:
-            return f"{stuck.instance_id}: nothing stuck any more"
+            logger.info("nothing stuck any more", extra={"instance_id": stuck.instance_id})
+            return
         if stuck.action is StuckAction.FINISH and stuck.node_id:
             a.instances.tag_node_id(join.instance_id, stuck.node_id)
             a.state.record_node(join.instance_id, stuck.node_id, str(join.role), now)
@@ -436,22 +349,4 @@ class Reconcile:
                 if not completed:
                     a.lifecycle.mark_unhealthy(join.instance_id)
             closed = replace(join, stage=Stage.FAILED, reason=stuck.reason)
-        a.state.save_op(replace(closed, version=join.version + 1, waiting_for="", expires_at=now + 86_400))
-        return f"{stuck.action} join of {stuck.instance_id}"
-
-    def _event(
-        self,
-        detail_type: str,
-        reason: str,
-        correlation_id: str,
-        instance_id: str = "",
-        node_id: str = "",
-        role: str = "",
-    ) -> BusEvent:
-        return BusEvent(
-            detail_type, self.settings.cluster_name, instance_id, node_id, role, reason, correlation_id
-        )
-
-
-def _dt(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
+        a.state.save_op(replace(closed, version=join.version + 1, waiting_for="", expires_at=closed_until))

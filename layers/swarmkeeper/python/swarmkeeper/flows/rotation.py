@@ -1,14 +1,14 @@
-"""Join-token rotation: `docker swarm join-token --rotate` (both roles) on a healthy joined manager,
-whose script writes the new tokens to Parameter Store itself. The Lambda only sends the command and,
-on its Success, publishes Join Tokens Rotated. One rotation at a time (``op#rotate-tokens``).
+"""The token-rotation flow: gather the facts, ask ``domain.rotation.decide_rotation``, execute.
 
-Joins in flight stay safe: bootstrap-node reads its token when it runs, and a join that fails because
-the token was rotated under it is run once more by the join flow (see ``domain.join``)."""
+Entry points: ``start`` (the schedule, or on demand) and ``finished`` (a rotate-tokens status). A
+manager whose SSM agent is not registered is skipped: the next round decides on the next manager.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from aws_lambda_powertools import Logger
 
@@ -16,21 +16,47 @@ from swarmkeeper.adapters.bus import EventBus
 from swarmkeeper.adapters.commands import AgentNotRegistered, RunCommands
 from swarmkeeper.adapters.instances import Ec2Instances
 from swarmkeeper.adapters.parameters import ClusterParameters
-from swarmkeeper.adapters.state import RotationOp, StateTable
+from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.domain import outputs
-from swarmkeeper.domain.kernel import NON_TERMINAL, BusEvent, Decision, Outcome
+from swarmkeeper.domain.errors import SwarmkeeperError
+from swarmkeeper.domain.kernel import NON_TERMINAL, Outcome, Publish
+from swarmkeeper.domain.rotation import (
+    ROTATE,
+    EndRotation,
+    LogFailure,
+    MarkHealthy,
+    RotationAction,
+    RotationDecision,
+    RotationFacts,
+    RotationFinished,
+    RotationNotDelivered,
+    RotationOp,
+    RotationPolicy,
+    RotationRequested,
+    RotationStimulus,
+    SendRotate,
+    StartRotation,
+    decide_rotation,
+)
+from swarmkeeper.flows.flow import Known, Redecide, Stop, run
 from swarmkeeper.flows.managers import joined_managers_healthy_first
 from swarmkeeper.settings import RuntimeSettings
 
 logger = Logger(child=True)
 
-ROTATE = "rotate-tokens"
 COMMENT = "swarmkeeper rotate-tokens"
-JOIN_TOKENS_ROTATED = "Join Tokens Rotated"
-ROTATION_TTL_SECONDS = 1200  # longer than the command's delivery + execution timeouts
+_CLUSTER, _MANAGERS = "cluster", "managers"  # Known
+
+
+class RotationNotSettled(SwarmkeeperError):
+    """Every round asked for another manager; raised so the event is retried."""
 
 
 class TokenRotation:
+    name = "rotation"
+    max_rounds = 16  # more managers than a manager group ever holds: each may refuse delivery
+    not_settled = RotationNotSettled
+
     def __init__(
         self,
         settings: RuntimeSettings,
@@ -48,66 +74,76 @@ class TokenRotation:
         self.state = state
         self.bus = bus
         self.clock = clock
+        self.policy = RotationPolicy(settings.cluster_name)
 
-    def start(self, correlation_id: str) -> Decision:
-        if self.parameters.cluster_id() is None:
-            return Decision(Outcome.IGNORE, "no swarm yet: nothing to rotate")
-        managers = joined_managers_healthy_first(self.instances, self.state, self.settings.manager_group_name)
-        if not managers:
-            return Decision(Outcome.IGNORE, "no joined manager to rotate the tokens on")
-        now = self.clock()
-        pending = RotationOp("", "", "", correlation_id, now + ROTATION_TTL_SECONDS)
-        if not self.state.start_rotation(pending, now):
-            return Decision(Outcome.IGNORE, "a token rotation is already in flight")
-        params = {
-            "ParameterPrefix": self.settings.parameter_prefix,
-            "KmsKeyId": self.settings.kms_key_id,
-            "Region": self.settings.region,
-        }
-        for target in managers:
-            try:
-                command_id = self.commands.send(
-                    f"{self.settings.document_prefix}{ROTATE}", target, params, COMMENT
-                )
-            except AgentNotRegistered:
-                logger.warning(
-                    "manager's SSM agent is not registered; trying the next", extra={"instance_id": target}
-                )
-                continue
-            node = self.instances.describe(target)
-            node_id = (node.node_id if node else None) or ""
-            self.state.save_rotation(
-                RotationOp(command_id, target, node_id, correlation_id, pending.expires_at)
-            )
-            return Decision(Outcome.ROTATE, f"rotate-tokens sent to {target}")
-        self.state.end_rotation("")
-        return Decision(Outcome.IGNORE, "no manager could take the rotate-tokens command")
+    # --- entry points ----------------------------------------------------------------------
 
-    def finished(self, command_id: str, instance_id: str, status: str) -> Decision:
-        if status in NON_TERMINAL:
-            return Decision(Outcome.IGNORE, f"command {status}")
+    def start(self, correlation_id: str) -> RotationDecision:
+        return run(self, RotationRequested(correlation_id))
+
+    def finished(self, command_id: str, instance_id: str, status: str) -> RotationDecision:
+        return run(self, RotationFinished(command_id, instance_id, status))
+
+    # --- the flow --------------------------------------------------------------------------
+
+    def gather(self, stimulus: RotationStimulus, known: Known) -> RotationFacts:
+        if isinstance(stimulus, RotationFinished):
+            return self._finished_facts(stimulus)
+        exists = known.get(_CLUSTER, lambda: self.parameters.cluster_id() is not None)
+        if not exists:
+            return RotationFacts()
+        managers = known.get(
+            _MANAGERS,
+            lambda: joined_managers_healthy_first(
+                self.instances, self.state, self.settings.manager_group_name
+            ),
+        )
+        return RotationFacts(cluster_exists=True, managers=managers)
+
+    def decide(self, stimulus: RotationStimulus, facts: RotationFacts) -> RotationDecision:
+        return decide_rotation(stimulus, facts, self.clock(), self.policy)
+
+    def execute(self, action: RotationAction, facts: RotationFacts, known: Known) -> None:
+        match action:
+            case StartRotation(op=pending):
+                if not self.state.start_rotation(pending, self.clock()):
+                    raise Stop(Outcome.IGNORE, "a token rotation is already in flight")
+            case SendRotate(target=target, op=pending, tried=tried):
+                self._send(target, pending, tried)
+            case EndRotation(command_id=command_id):
+                self.state.end_rotation(command_id)
+            case MarkHealthy(instance_id=instance_id):
+                self.state.mark_healthy(instance_id, self.clock())
+            case LogFailure(instance_id=instance_id, reason=reason):
+                logger.error("token rotation failed", extra={"instance_id": instance_id, "reason": reason})
+            case Publish(event=event):
+                self.bus.publish(event)
+            case _:
+                raise TypeError(f"unknown action {action!r}")
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _finished_facts(self, stimulus: RotationFinished) -> RotationFacts:
+        if stimulus.status in NON_TERMINAL:
+            return RotationFacts()
         rotation = self.state.get_rotation()
-        if rotation is None or rotation.command_id != command_id:
-            return Decision(Outcome.IGNORE, f"stale rotate-tokens command {command_id}")
-        invocation = self.commands.invocation(command_id, instance_id)
+        if rotation is None or rotation.command_id != stimulus.command_id:
+            return RotationFacts(op=rotation)
+        invocation = self.commands.invocation(stimulus.command_id, stimulus.instance_id)
         stdout = invocation.stdout if invocation else ""
-        rotated = outputs.parse_rotated(stdout)
-        self.state.end_rotation(command_id)
-        if status == "Success" and {"worker", "manager"} <= set(rotated):
-            self.state.mark_healthy(instance_id, self.clock())
-            self.bus.publish(
-                BusEvent(
-                    detail_type=JOIN_TOKENS_ROTATED,
-                    cluster=self.settings.cluster_name,
-                    instance_id=instance_id,
-                    node_id=rotation.node_id,
-                    role="manager",
-                    reason="rotated " + ",".join(rotated),
-                    correlation_id=rotation.correlation_id,
-                )
-            )
-            return Decision(Outcome.ROTATED, "rotated " + ",".join(rotated))
         detail = outputs.excerpt((invocation.stderr or invocation.stdout) if invocation else "")
-        reason = f"rotate-tokens {status}: {detail}" if detail else f"rotate-tokens {status}"
-        logger.error("token rotation failed", extra={"instance_id": instance_id, "reason": reason})
-        return Decision(Outcome.ROTATION_FAILED, reason)
+        return RotationFacts(op=rotation, rotated=tuple(outputs.parse_rotated(stdout)), detail=detail)
+
+    def _send(self, target: str, pending: RotationOp, tried: tuple[str, ...]) -> None:
+        s = self.settings
+        params = {"ParameterPrefix": s.parameter_prefix, "KmsKeyId": s.kms_key_id, "Region": s.region}
+        try:
+            command_id = self.commands.send(f"{s.document_prefix}{ROTATE}", target, params, COMMENT)
+        except AgentNotRegistered as err:
+            logger.warning(
+                "manager's SSM agent is not registered; trying the next", extra={"instance_id": target}
+            )
+            raise Redecide(RotationNotDelivered(pending, (*tried, target))) from err
+        node = self.instances.describe(target)
+        node_id = (node.node_id if node else None) or ""
+        self.state.save_rotation(replace(pending, command_id=command_id, target=target, node_id=node_id))
