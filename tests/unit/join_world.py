@@ -35,7 +35,7 @@ BUS = f"swarmkeeper-{CLUSTER}"
 QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{DEFAULT_ACCOUNT_ID}/swarmkeeper-{CLUSTER}-steps"
 PREFIX = f"/swarmkeeper/{CLUSTER}"
 AGENT_WAIT = 300
-SWARM_ID = "swarm0000000000000000000001"
+SWARM_ID = "swarm00000000000000000001"
 
 ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -72,6 +72,14 @@ def test_the_layer_sends_exactly_the_documents_parameters():
     assert {p.name for p in PARAMETERS["rotate-tokens"]} == {"ParameterPrefix", "KmsKeyId", "Region"}
 
 
+def test_the_layer_knows_the_stacks_alarms():
+    # The alarm function matches the stack's alarm names whole: the layer's list is infra's.
+    from infra.names import ALARMS
+    from swarmkeeper.domain.reconcile_pass import STACK_ALARMS
+
+    assert STACK_ALARMS == ALARMS
+
+
 # --- inputs -------------------------------------------------------------------------------------
 
 
@@ -130,16 +138,18 @@ def test_step_messages_round_trip_and_reject_garbage():
 
 # --- outputs ------------------------------------------------------------------------------------
 
+NODE = "abcdefghijklmnopqrstuvwx1"
+SWARM = "swarm00000000000000000001"
 TOKEN = "SWMTKN-1-3pu6hszjas19xyp7ghgosyx9k8atbfcr8p2is99znpy26u2lkl-1awxwuwd3z9j1z3puu7rcgdbx"
 
 
 def test_script_last_lines_parse():
-    boot = outputs.parse_bootstrap("installing\nnode-id=abc role=worker cluster-id=s1\n")
-    assert (boot.node_id, boot.role, boot.cluster_id) == ("abc", Role.WORKER, "s1")
-    assert outputs.parse_bootstrap("node-id=abc role=king\n") is None
+    boot = outputs.parse_bootstrap(f"installing\nnode-id={NODE} role=worker cluster-id={SWARM}\n")
+    assert (boot.node_id, boot.role, boot.cluster_id) == (NODE, Role.WORKER, SWARM)
+    assert outputs.parse_bootstrap(f"node-id={NODE} role=king\n") is None
     assert outputs.parse_bootstrap("") is None
-    v = outputs.parse_verify("node-id=abc state=ready role=manager")
-    assert (v.node_id, v.state, v.role) == ("abc", "ready", "manager")
+    v = outputs.parse_verify(f"node-id={NODE} state=ready role=manager")
+    assert (v.node_id, v.state, v.role) == (NODE, "ready", "manager")
     assert outputs.parse_rotated("rotated=worker,manager\n") == ("worker", "manager")
 
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from swarmkeeper import runtime
+from swarmkeeper import inputs, runtime
 from swarmkeeper.domain.errors import MalformedEvent
 from swarmkeeper.domain.kernel import Decision
 from swarmkeeper.domain.outputs import redact
@@ -130,12 +130,12 @@ class Function:
 
     def on_schedule(self, start: Callable[[Runtime, str], Decision]) -> Handler:
         """The entry point of a scheduled function, which may also be invoked on demand with any
-        payload: ``start(runtime, correlation_id)`` with the event's id, or else the request id."""
+        payload: ``start(runtime, correlation_id)`` with the event's id, or else (no id, or one that
+        is not an event id: it is neither logged nor stored) the request id."""
 
         @self.entry_point
         def lambda_handler(event: object, context: LambdaContext) -> dict:
-            event_id = event.get("id") if isinstance(event, dict) else None
-            correlation_id = event_id if isinstance(event_id, str) and event_id else context.aws_request_id
+            correlation_id = inputs.invocation_id(event) or context.aws_request_id
             self.logger.append_keys(correlation_id=correlation_id)
             return self.report(start(self.runtime, correlation_id))
 

@@ -34,7 +34,22 @@ SPOT_WARNING = "EC2 Spot Instance Interruption Warning"
 REBALANCE = "EC2 Instance Rebalance Recommendation"
 ALARM_STATE = "CloudWatch Alarm State Change"
 
-_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+# Shapes, each matched whole. Anything an event carries is checked against one before it is used,
+# stored or logged: ids are what AWS documents them to be, names are bounded, states are one of a set.
+_EVENT_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{0,63}")  # EventBridge ids and Lambda request ids: UUIDs
+_INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+_COMMAND_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_AWS_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,255}")  # an Auto Scaling group or alarm name
+_HOOK_NAME = re.compile(r"[A-Za-z0-9_/-]{1,255}")
+_DOCUMENT = re.compile(r"(?:arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:document/)?[A-Za-z0-9_.-]{3,128}")
+_STATUS = re.compile(r"[A-Z][A-Za-z]{0,31}")  # Success, InProgress, TimedOut, ... (unknown: a failure)
+_WORD = re.compile(r"[A-Za-z0-9_:-]{1,64}")
+_TRANSITIONS = frozenset({"autoscaling:EC2_INSTANCE_LAUNCHING", "autoscaling:EC2_INSTANCE_TERMINATING"})
+_EC2_STATES = frozenset({"pending", "running", "stopping", "stopped", "shutting-down", "terminated"})
+_SPOT_ACTIONS = frozenset({"terminate", "stop", "hibernate"})
+_ALARM_STATES = frozenset({"OK", "ALARM", "INSUFFICIENT_DATA"})
+_MAX_VERSION = 1_000_000
+_SHOWN = 80  # characters of a rejected value an error message quotes
 JOIN_STEP = "join-step"
 LEAVE_STEP = "leave-step"
 _STEP_KINDS = {JOIN_STEP: JoinStepDue, LEAVE_STEP: LeaveStepDue}
@@ -120,9 +135,11 @@ def _envelope(raw: Any, detail_types: tuple[str, ...]) -> tuple[str, dict[str, A
     event_id = raw.get("id")
     if not isinstance(event_id, str) or not event_id:
         raise MalformedEvent("EventBridge event has no id")
+    if not _EVENT_ID.fullmatch(event_id):
+        raise MalformedEvent(f"EventBridge event id {_shown(event_id)} is not well formed")
     if raw.get("detail-type") not in detail_types:
         raise MalformedEvent(
-            f"event {event_id}: detail-type {raw.get('detail-type')!r} is not one of {detail_types}"
+            f"event {event_id}: detail-type {_shown(raw.get('detail-type'))} is not one of {detail_types}"
         )
     detail = raw.get("detail")
     if not isinstance(detail, dict):
@@ -130,25 +147,45 @@ def _envelope(raw: Any, detail_types: tuple[str, ...]) -> tuple[str, dict[str, A
     return event_id, detail
 
 
-def _field(event_id: str, detail: dict[str, Any], name: str, pattern: re.Pattern[str] | None = None) -> str:
+def _field(
+    event_id: str, detail: dict[str, Any], name: str, pattern: re.Pattern[str], where: str = "detail"
+) -> str:
+    """``detail[name]``: a string (not a number, a boolean or null), not empty, matching ``pattern``
+    whole. ``where``: how the message names the object the field is in."""
     value = detail.get(name)
-    if not isinstance(value, str) or not value:
-        raise MalformedEvent(f"event {event_id}: detail.{name} is missing or empty")
-    if pattern is not None and not pattern.fullmatch(value):
-        raise MalformedEvent(f"event {event_id}: detail.{name}={value!r} is not well formed")
+    if value is None or value == "":
+        raise MalformedEvent(f"event {event_id}: {where}.{name} is missing or empty")
+    if not isinstance(value, str):
+        raise MalformedEvent(f"event {event_id}: {where}.{name} is a {type(value).__name__}, not a string")
+    if not pattern.fullmatch(value):
+        raise MalformedEvent(f"event {event_id}: {where}.{name}={_shown(value)} is not well formed")
     return value
+
+
+def _choice(
+    event_id: str, detail: dict[str, Any], name: str, allowed: frozenset[str], where: str = "detail"
+) -> str:
+    value = _field(event_id, detail, name, _WORD, where)
+    if value not in allowed:
+        raise MalformedEvent(
+            f"event {event_id}: {where}.{name}={_shown(value)} is not one of {sorted(allowed)}"
+        )
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message may quote it: its repr, cut to a length fit for one log line."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
 
 
 def lifecycle_action(event: Any) -> LifecycleAction:
     event_id, detail = _envelope(event, (LAUNCH_ACTION, TERMINATE_ACTION))
-    transition = _field(event_id, detail, "LifecycleTransition")
-    if transition not in ("autoscaling:EC2_INSTANCE_LAUNCHING", "autoscaling:EC2_INSTANCE_TERMINATING"):
-        raise MalformedEvent(f"event {event_id}: unknown LifecycleTransition {transition!r}")
     return LifecycleAction(
-        transition=transition,
+        transition=_choice(event_id, detail, "LifecycleTransition", _TRANSITIONS),
         instance_id=_field(event_id, detail, "EC2InstanceId", _INSTANCE_ID),
-        group=_field(event_id, detail, "AutoScalingGroupName"),
-        hook=_field(event_id, detail, "LifecycleHookName"),
+        group=_field(event_id, detail, "AutoScalingGroupName", _AWS_NAME),
+        hook=_field(event_id, detail, "LifecycleHookName", _HOOK_NAME),
         correlation_id=event_id,
     )
 
@@ -157,7 +194,7 @@ def instance_state_change(event: Any) -> InstanceStateChange:
     event_id, detail = _envelope(event, (STATE_CHANGE,))
     return InstanceStateChange(
         instance_id=_field(event_id, detail, "instance-id", _INSTANCE_ID),
-        state=_field(event_id, detail, "state"),
+        state=_choice(event_id, detail, "state", _EC2_STATES),
         correlation_id=event_id,
     )
 
@@ -166,7 +203,7 @@ def agent_ready(event: Any) -> AgentReady:
     event_id, detail = _envelope(event, (ASSOCIATION_STATE,))
     return AgentReady(
         instance_id=_field(event_id, detail, "instance-id", _INSTANCE_ID),
-        status=_field(event_id, detail, "status"),
+        status=_field(event_id, detail, "status", _STATUS),
         correlation_id=event_id,
     )
 
@@ -179,22 +216,27 @@ def instance_event(event: Any) -> InstanceStateChange | AgentReady:
 
 
 def command_status_change(event: Any) -> CommandStatusChange:
+    """The document is named by its name or its ARN; ``document_name`` is the name."""
     event_id, detail = _envelope(event, (INVOCATION_STATUS,))
+    document = _field(event_id, detail, "document-name", _DOCUMENT)
     return CommandStatusChange(
-        command_id=_field(event_id, detail, "command-id"),
-        document_name=_field(event_id, detail, "document-name"),
+        command_id=_field(event_id, detail, "command-id", _COMMAND_ID),
+        document_name=document.rsplit("document/", 1)[-1],
         instance_id=_field(event_id, detail, "instance-id", _INSTANCE_ID),
-        status=_field(event_id, detail, "status"),
+        status=_field(event_id, detail, "status", _STATUS),
         correlation_id=event_id,
     )
 
 
 def instance_notice(event: Any) -> InstanceNotice:
     event_id, detail = _envelope(event, (SPOT_WARNING, REBALANCE))
+    kind = event["detail-type"]
+    # A Spot warning says what will happen (terminate, stop, hibernate); a rebalance says nothing.
+    action = _choice(event_id, detail, "instance-action", _SPOT_ACTIONS) if kind == SPOT_WARNING else ""
     return InstanceNotice(
-        kind=event["detail-type"],
+        kind=kind,
         instance_id=_field(event_id, detail, "instance-id", _INSTANCE_ID),
-        action=str(detail.get("instance-action", "")),
+        action=action,
         correlation_id=event_id,
     )
 
@@ -202,9 +244,20 @@ def instance_notice(event: Any) -> InstanceNotice:
 def alarm_change(event: Any) -> AlarmChange:
     event_id, detail = _envelope(event, (ALARM_STATE,))
     state = detail.get("state")
-    if not isinstance(state, dict) or not isinstance(state.get("value"), str):
-        raise MalformedEvent(f"event {event_id}: detail.state.value is missing")
-    return AlarmChange(_field(event_id, detail, "alarmName"), state["value"], event_id)
+    if not isinstance(state, dict):
+        raise MalformedEvent(f"event {event_id}: detail.state is missing or not an object")
+    return AlarmChange(
+        alarm_name=_field(event_id, detail, "alarmName", _AWS_NAME),
+        state=_choice(event_id, state, "value", _ALARM_STATES, "detail.state"),
+        correlation_id=event_id,
+    )
+
+
+def invocation_id(event: Any) -> str | None:
+    """The id of what invoked a scheduled function: the Scheduled Event's id; None for a payload
+    without a well-formed one (invoked on demand: the caller's request id stands in)."""
+    event_id = event.get("id") if isinstance(event, dict) else None
+    return event_id if isinstance(event_id, str) and _EVENT_ID.fullmatch(event_id) else None
 
 
 def step_body(body: str) -> JoinStepDue | LeaveStepDue:
@@ -213,16 +266,21 @@ def step_body(body: str) -> JoinStepDue | LeaveStepDue:
         data = json.loads(body)
     except (TypeError, ValueError) as err:
         raise MalformedEvent(f"step message is not JSON: {err}") from err
-    if not isinstance(data, dict) or data.get("kind") not in _STEP_KINDS:
-        raise MalformedEvent(
-            f"step message has unknown kind {data.get('kind') if isinstance(data, dict) else data!r}"
-        )
+    if not isinstance(data, dict):
+        raise MalformedEvent(f"step message is a JSON {type(data).__name__}, not an object")
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in _STEP_KINDS:
+        raise MalformedEvent(f"step message has unknown kind {_shown(kind)}")
     instance_id, version = data.get("instanceId"), data.get("version")
+    correlation_id = data.get("correlationId", "")
     if not isinstance(instance_id, str) or not _INSTANCE_ID.fullmatch(instance_id):
         raise MalformedEvent("step message lacks a well-formed instanceId")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise MalformedEvent("step message lacks an integer version")
-    return _STEP_KINDS[data["kind"]](instance_id, version, str(data.get("correlationId", "")))
+    # bool is an int to Python: true is not version 1
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version <= _MAX_VERSION:
+        raise MalformedEvent(f"step message lacks an integer version 0-{_MAX_VERSION}")
+    if not isinstance(correlation_id, str) or (correlation_id and not _EVENT_ID.fullmatch(correlation_id)):
+        raise MalformedEvent("step message has a correlationId that is not an event id")
+    return _STEP_KINDS[kind](instance_id, version, correlation_id)
 
 
 def step_kind(step: JoinStepDue | LeaveStepDue) -> str:

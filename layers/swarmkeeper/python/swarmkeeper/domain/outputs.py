@@ -10,9 +10,12 @@ import re
 from dataclasses import dataclass
 
 from swarmkeeper.domain.models import Role
+from swarmkeeper.domain.swarm import NODE_ID_PATTERN
 
 _TOKEN = re.compile(r"SWMTKN-[A-Za-z0-9_-]*")
 _PAIR = re.compile(r"([a-z][a-z-]*)=(\S+)")
+_WORD = re.compile(r"[a-z]{1,16}")  # a node state: ready, down, unknown, disconnected
+_COUNT = re.compile(r"[0-9]{1,9}")
 # What `docker swarm join` says when the token it was given has just been rotated.
 _BAD_TOKEN = re.compile(r"join token|invalid token", re.IGNORECASE)
 
@@ -50,18 +53,27 @@ class VerifyResult:
     role: str
 
 
+def _node_id(fields: dict[str, str], name: str = "node-id") -> str | None:
+    """A swarm id (node or cluster: 25 lowercase letters and digits), or None."""
+    value = fields.get(name, "")
+    return value if NODE_ID_PATTERN.fullmatch(value) else None
+
+
 def parse_bootstrap(stdout: str) -> BootstrapResult | None:
     f = last_line_fields(stdout)
-    if not f.get("node-id") or f.get("role") not in set(Role):
+    node_id = _node_id(f)
+    if node_id is None or f.get("role") not in set(Role):
         return None
-    return BootstrapResult(node_id=f["node-id"], role=Role(f["role"]), cluster_id=f.get("cluster-id", ""))
+    return BootstrapResult(node_id=node_id, role=Role(f["role"]), cluster_id=_node_id(f, "cluster-id") or "")
 
 
 def parse_verify(stdout: str) -> VerifyResult | None:
     f = last_line_fields(stdout)
-    if not f.get("node-id") or not f.get("state"):
+    node_id = _node_id(f)
+    if node_id is None or not _WORD.fullmatch(f.get("state", "")):
         return None
-    return VerifyResult(node_id=f["node-id"], state=f["state"], role=f.get("role", ""))
+    role = f.get("role", "")
+    return VerifyResult(node_id=node_id, state=f["state"], role=role if role in set(Role) else "")
 
 
 def parse_rotated(stdout: str) -> tuple[str, ...]:
@@ -83,15 +95,16 @@ class DrainResult:
 def parse_drain(stdout: str) -> DrainResult | None:
     f = last_line_fields(stdout)
     remaining = f.get("tasks-remaining", "")
-    if not f.get("node-id") or not remaining.isdigit():
+    node_id = _node_id(f)
+    if node_id is None or not _COUNT.fullmatch(remaining):
         return None
-    return DrainResult(f["node-id"], int(remaining), f.get("missing") == "true")
+    return DrainResult(node_id, int(remaining), f.get("missing") == "true")
 
 
 def parse_removed(stdout: str) -> str | None:
     """The node id remove-node removed (or found gone), None when it did not say so."""
     f = last_line_fields(stdout)
-    return f["node-id"] if f.get("node-id") and f.get("removed") == "true" else None
+    return _node_id(f) if f.get("removed") == "true" else None
 
 
 def parse_left(stdout: str) -> bool:

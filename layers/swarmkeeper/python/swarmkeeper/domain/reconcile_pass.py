@@ -59,7 +59,10 @@ from swarmkeeper.domain.view import ClusterView
 
 DESCRIBE = "describe-swarm"
 ALARM_RAISED = "Alarm Raised"
-_RM_COMMENT = re.compile(r"^swarmkeeper reconcile rm ([a-z0-9]{25}) (i-[0-9a-f]+|-) (manager|worker)$")
+# The stack's alarms (infra.names.ALARMS), named swarmkeeper-<cluster>-<what>: matched whole, so
+# another cluster's (swarmkeeper-<cluster>-2-...) or anyone's alarm with a similar name starts nothing.
+STACK_ALARMS = ("nodes-down", "quorum-at-risk", "dlq-depth", "function-errors")
+_RM_COMMENT = re.compile(r"swarmkeeper reconcile rm ([a-z0-9]{25}) (i-[0-9a-f]+|-) (manager|worker)")
 
 
 def removal_comment(node_id: str, instance_id: str | None, role: Role) -> str:
@@ -68,7 +71,7 @@ def removal_comment(node_id: str, instance_id: str | None, role: Role) -> str:
 
 def parse_removal_comment(comment: str) -> tuple[str, str, str] | None:
     """(node id, dead instance id or "", role) of a remove-node a pass sent; None for any other."""
-    m = _RM_COMMENT.match(comment)
+    m = _RM_COMMENT.fullmatch(comment)
     return (m.group(1), "" if m.group(2) == "-" else m.group(2), m.group(3)) if m else None
 
 
@@ -83,6 +86,10 @@ class ReconcilePolicy:
     max_marks: int = 5
     max_stuck: int = 5
     closed_op_seconds: int = 86_400
+
+    @property
+    def alarm_names(self) -> frozenset[str]:
+        return frozenset(f"swarmkeeper-{self.identity.name}-{what}" for what in STACK_ALARMS)
 
 
 # ------------------------------------------------------------------------------------- stimuli
@@ -346,7 +353,7 @@ def _carry_out(
 
 def _on_alarm(s: AlarmChanged, policy: ReconcilePolicy) -> ReconcileDecision:
     """One of the stack's alarms in ALARM: operators are told (the flow then starts a pass)."""
-    if not s.alarm_name.startswith(f"swarmkeeper-{policy.identity.name}-"):
+    if s.alarm_name not in policy.alarm_names:
         return ignore(f"alarm {s.alarm_name} is not one of this stack's")
     if s.state != "ALARM":
         return ignore(f"alarm {s.alarm_name} is {s.state}")

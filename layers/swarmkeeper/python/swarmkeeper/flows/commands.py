@@ -30,7 +30,7 @@ class CommandStatusRouter:
         self.reconcile = reconcile
 
     def handle(self, change: CommandStatusChange) -> Decision:
-        name = change.document_name.rsplit("document/", 1)[-1]  # a name, or an ARN
+        name = change.document_name
         prefix = self.settings.document_prefix
         if not name.startswith(prefix):
             return Decision(

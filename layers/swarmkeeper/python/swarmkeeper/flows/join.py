@@ -72,7 +72,7 @@ logger = Logger(child=True)
 BOOTSTRAP = "bootstrap-node"
 VERIFY = "verify-node"
 MAX_ROUNDS = 4  # decide -> execute -> (lock taken / agent not ready) -> decide again
-_COMMENT = re.compile(r"^swarmkeeper join (i-[0-9a-f]+)$")
+_COMMENT = re.compile(r"swarmkeeper join (i-[0-9a-f]+)")
 _SWARM = "swarm"  # Known: whether the cluster exists and the init lock, read together
 
 
@@ -92,7 +92,7 @@ def join_comment(instance_id: str) -> str:
 
 
 def joining_instance(comment: str) -> str | None:
-    m = _COMMENT.match(comment)
+    m = _COMMENT.fullmatch(comment)
     return m.group(1) if m else None
 
 

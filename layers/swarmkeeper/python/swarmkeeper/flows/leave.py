@@ -63,7 +63,7 @@ from swarmkeeper.settings import RuntimeSettings
 logger = Logger(child=True)
 
 MAX_ROUNDS = 6  # a create race, or one manager after another refusing delivery
-_COMMENT = re.compile(r"^swarmkeeper leave (i-[0-9a-f]+)$")
+_COMMENT = re.compile(r"swarmkeeper leave (i-[0-9a-f]+)")
 
 
 _VIEW, _MANAGERS, _LOCK_HOLDER = "view", "managers", "manager-lock-holder"  # Known, cluster-wide
@@ -84,7 +84,7 @@ def leave_comment(instance_id: str) -> str:
 
 
 def leaving_instance(comment: str) -> str | None:
-    m = _COMMENT.match(comment)
+    m = _COMMENT.fullmatch(comment)
     return m.group(1) if m else None
 
 
