@@ -54,7 +54,7 @@ lab: venv lab-prereqs synth
 	$(PY) -m lab --scenario $(SCENARIO)
 
 bench: venv lab-prereqs synth
-	$(PY) -m lab.bench
+	$(PY) -m bench
 
 deploy: venv node_modules/.installed
 	npx --no-install cdk deploy --no-notices $(CDK_ARGS)
