@@ -11,7 +11,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.names import LAUNCH_HOOK, TERMINATE_HOOK, Names
+from infra.names import AGENT_READY, COMMAND_OUTPUT_PREFIX, LAUNCH_HOOK, TERMINATE_HOOK, Names
 from infra.network import Network
 from infra.settings import ClusterSettings
 from infra.state import State
@@ -21,6 +21,17 @@ ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023
 ROOT_VOLUME_GIB = 30  # images and container layers live on the root volume
 CLUSTER_TAG = "swarmkeeper:cluster"
 ROLE_TAG = "swarmkeeper:role"
+# The agent's two message channels: Run Command arrives on either (ec2messages, or ssmmessages' control
+# channel for newer agents); the data channels carry Session Manager sessions.
+EC2_MESSAGES = (
+    "AcknowledgeMessage",
+    "DeleteMessage",
+    "FailMessage",
+    "GetEndpoint",
+    "GetMessages",
+    "SendReply",
+)
+SSM_MESSAGES = ("CreateControlChannel", "CreateDataChannel", "OpenControlChannel", "OpenDataChannel")
 
 
 @jsii.implements(ec2.IMachineImage)
@@ -63,67 +74,77 @@ class Compute(Construct):
             return stack.format_arn(service="ssm", resource="parameter", resource_name=name.lstrip("/"))
 
         # ---- instance roles -----------------------------------------------------------------------
-        self.manager_role = self._instance_role("ManagerRole", "manager")
-        token_arns = [
-            parameter_arn(names.worker_token_parameter),
-            parameter_arn(names.manager_token_parameter),
-        ]
+        # What the shell of infra/documents calls (aws ssm get-parameter / put-parameter, nothing else):
+        # a manager reads its own join token, the manager addresses and the cluster id and writes all
+        # four parameters; a worker reads only the worker token and the manager addresses.
+        worker_token = parameter_arn(names.worker_token_parameter)
+        manager_token = parameter_arn(names.manager_token_parameter)
+        addresses = parameter_arn(names.manager_addresses_parameter)
+        cluster_id = parameter_arn(names.cluster_id_parameter)
+        agent_document = stack.format_arn(
+            service="ssm", resource="document", resource_name=names.documents[AGENT_READY]
+        )
+        ssm_via = f"ssm.{stack.region}.amazonaws.com"
+
+        self.manager_role = self._instance_role("ManagerRole", "manager", agent_document)
         self.manager_role.add_to_policy(
             iam.PolicyStatement(
-                sid="ClusterParameters",
-                actions=["ssm:GetParameter", "ssm:PutParameter"],
-                resources=[
-                    *token_arns,
-                    parameter_arn(names.manager_addresses_parameter),
-                    parameter_arn(names.cluster_id_parameter),
-                ],
+                sid="ReadClusterParameters",
+                actions=["ssm:GetParameter"],
+                resources=[manager_token, addresses, cluster_id],
             )
         )
         self.manager_role.add_to_policy(
             iam.PolicyStatement(
-                sid="JoinTokenEncryption",
-                actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
-                resources=[state.key.key_arn],
-                conditions={
-                    "StringEquals": {
-                        "kms:ViaService": f"ssm.{stack.region}.amazonaws.com",
-                        "kms:EncryptionContext:PARAMETER_ARN": token_arns,
-                    },
-                },
+                sid="WriteClusterParameters",
+                actions=["ssm:PutParameter"],
+                resources=[worker_token, manager_token, addresses, cluster_id],
             )
         )
         self.manager_role.add_to_policy(
             iam.PolicyStatement(
                 sid="CommandOutput",
                 actions=["s3:PutObject"],
-                resources=[state.output_bucket.arn_for_objects("*")],
+                resources=[state.output_bucket.arn_for_objects(f"{COMMAND_OUTPUT_PREFIX}/*")],
             )
         )
 
-        self.worker_role = self._instance_role("WorkerRole", "worker")
+        self.worker_role = self._instance_role("WorkerRole", "worker", agent_document)
         self.worker_role.add_to_policy(
             iam.PolicyStatement(
-                sid="WorkerJoinParameters",
+                sid="ReadWorkerJoinParameters",
                 actions=["ssm:GetParameter"],
-                resources=[
-                    parameter_arn(names.worker_token_parameter),
-                    parameter_arn(names.manager_addresses_parameter),
-                ],
+                resources=[worker_token, addresses],
             )
         )
-        self.worker_role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WorkerTokenDecrypt",
-                actions=["kms:Decrypt"],
-                resources=[state.key.key_arn],
-                conditions={
-                    "StringEquals": {
-                        "kms:ViaService": f"ssm.{stack.region}.amazonaws.com",
-                        "kms:EncryptionContext:PARAMETER_ARN": parameter_arn(names.worker_token_parameter),
-                    }
-                },
+
+        # The cluster key: each use needs both the role's policy and the key policy (whose account
+        # statement grants no use at all), always through Parameter Store and for one token's context.
+        key_uses = (
+            (self.manager_role, "ManagersEncryptJoinTokens", ("kms:Encrypt", "kms:GenerateDataKey"),
+             [worker_token, manager_token]),
+            (self.manager_role, "ManagersDecryptManagerToken", ("kms:Decrypt",), [manager_token]),
+            (self.worker_role, "WorkersDecryptWorkerToken", ("kms:Decrypt",), [worker_token]),
+        )  # fmt: skip
+        for role, sid, actions, tokens in key_uses:
+            via_ssm = {"kms:ViaService": ssm_via, "kms:EncryptionContext:PARAMETER_ARN": tokens}
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    actions=list(actions),
+                    resources=[state.key.key_arn],
+                    conditions={"StringEquals": via_ssm},
+                )
             )
-        )
+            state.key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    principals=[iam.AccountRootPrincipal()],
+                    actions=list(actions),
+                    resources=["*"],
+                    conditions={"ArnEquals": {"aws:PrincipalArn": role.role_arn}, "StringEquals": via_ssm},
+                )
+            )
 
         # ---- groups --------------------------------------------------------------------------------
         managers = _Group("manager", names.manager_group, settings.manager_instance_type)
@@ -197,14 +218,36 @@ class Compute(Construct):
             self._add_lifecycle_hooks(group)
 
     # ---------------------------------------------------------------------------------------------------
-    def _instance_role(self, id: str, role: str) -> iam.Role:
-        return iam.Role(
+    def _instance_role(self, id: str, role: str, agent_document: str) -> iam.Role:
+        instance_role = iam.Role(
             self,
             id,
             assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
             description=f"swarmkeeper {self._settings.cluster_name} {role} nodes",
-            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
         )
+        # What the SSM agent calls for Run Command, the agent-ready association and Session Manager:
+        # AmazonSSMManagedInstanceCore without its ssm:GetParameter(s) on every parameter of the
+        # account and without Inventory, Patch Manager and Distributor, which the nodes do not use.
+        instance_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="SsmAgent",
+                actions=[
+                    "ssm:UpdateInstanceInformation",
+                    "ssm:ListInstanceAssociations",
+                    "ssm:UpdateInstanceAssociationStatus",
+                    "ssm:PutComplianceItems",
+                    *(f"ec2messages:{action}" for action in EC2_MESSAGES),
+                    *(f"ssmmessages:{action}" for action in SSM_MESSAGES),
+                ],
+                resources=["*"],
+            )
+        )
+        instance_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="AssociationDocument", actions=["ssm:GetDocument"], resources=[agent_document]
+            )
+        )
+        return instance_role
 
     def _launch_template(
         self, id: str, group: _Group, role: iam.Role, security_groups: list[ec2.ISecurityGroup]

@@ -3,9 +3,10 @@
 One IAM role for all eight functions. They form one state machine (any of them may send a Run Command,
 complete a lifecycle action or enqueue the next step), so per-function roles would each need nearly the
 whole set; one role is one policy to review and to test. What it can NOT do matters more: it cannot
-read the join tokens (no ssm:GetParameter on them, an explicit Deny on top, and no permission on the
-cluster KMS key), cannot send commands outside this stack's documents and this cluster's instances,
-and cannot complete lifecycle actions of other groups.
+read the join tokens (no read of them, an explicit Deny on top, and no use of the cluster KMS key, whose
+policy lets only the instance roles use it), cannot send commands outside this stack's documents or to
+instances outside the stack's two Auto Scaling groups, and cannot complete lifecycle actions of other
+groups.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.names import (
+    AGENT_READY,
+    COMMAND_OUTPUT_PREFIX,
     FUNCTIONS,
+    GROUP_NAME_TAG,
     LAUNCH_HOOK,
     METRICS_NAMESPACE,
     TERMINATE_HOOK,
     Names,
 )
 from infra.settings import ClusterSettings
-from infra.ssm_documents import AGENT_READY
 from infra.state import STEPS_FUNCTION_TIMEOUT, State
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +86,7 @@ class ControlPlane(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"swarmkeeper {settings.cluster_name} control plane (all functions)",
         )
-        self._grant(stack, state, bus, settings)
+        self._grant(stack, state, bus)
 
         # ---- code ----------------------------------------------------------------------------------
         shared_layer = lambda_.LayerVersion(
@@ -282,7 +285,7 @@ class ControlPlane(Construct):
         )
         self.rules[what] = rule
 
-    def _grant(self, stack: Stack, state: State, bus: events.IEventBus, settings: ClusterSettings) -> None:
+    def _grant(self, stack: Stack, state: State, bus: events.IEventBus) -> None:
         names = self._names
         role = self.role
 
@@ -296,25 +299,25 @@ class ControlPlane(Construct):
                 resource_name=f"*:autoScalingGroupName/{group}",
                 arn_format=ArnFormat.COLON_RESOURCE_NAME,
             )
-            for group in (names.manager_group, names.worker_group)
+            for group in names.groups
         ]
-        document_arns = [arn("ssm", "document", name) for name in names.documents.values()]
+        # Every document but agent-ready, which only its State Manager association runs.
+        document_arns = [
+            arn("ssm", "document", name) for action, name in names.documents.items() if action != AGENT_READY
+        ]
         instances_arn = stack.format_arn(service="ec2", resource="instance", resource_name="*")
-        cluster_tag = {"aws:ResourceTag/swarmkeeper:cluster": settings.cluster_name}
+        parameters = names.parameter_prefix.lstrip("/")
 
         statements = [
             iam.PolicyStatement(
                 sid="DescribeFleet",
-                # These Describe calls support no resource-level permissions.
+                # These calls support no resource-level permissions. The two Auto Scaling ones tell the
+                # flows which instances belong to the stack's groups.
                 actions=[
                     "ec2:DescribeInstances",
                     "autoscaling:DescribeAutoScalingGroups",
                     "autoscaling:DescribeAutoScalingInstances",
-                    "autoscaling:DescribeLifecycleHooks",
-                    "autoscaling:DescribeScalingActivities",
-                    "ssm:DescribeInstanceInformation",
                     "ssm:GetCommandInvocation",
-                    "ssm:ListCommandInvocations",
                 ],
                 resources=["*"],
             ),
@@ -333,34 +336,35 @@ class ControlPlane(Construct):
                 resources=document_arns,
             ),
             iam.PolicyStatement(
-                sid="SendToOwnInstances",
+                sid="SendToOwnGroupsInstances",
                 actions=["ssm:SendCommand"],
                 resources=[instances_arn],
-                conditions={"StringEquals": {"ssm:resourceTag/swarmkeeper:cluster": settings.cluster_name}},
+                conditions={"StringEquals": {f"ssm:resourceTag/{GROUP_NAME_TAG}": list(names.groups)}},
             ),
             iam.PolicyStatement(
-                sid="ReadPublicClusterParameters",
+                sid="ReadClusterId",
                 actions=["ssm:GetParameter"],
-                resources=[
-                    arn("ssm", "parameter", names.cluster_id_parameter.lstrip("/")),
-                    arn("ssm", "parameter", names.manager_addresses_parameter.lstrip("/")),
-                ],
+                resources=[arn("ssm", "parameter", names.cluster_id_parameter.lstrip("/"))],
             ),
             iam.PolicyStatement(
                 sid="NeverReadJoinTokens",
                 effect=iam.Effect.DENY,
-                actions=["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
-                resources=[
-                    arn("ssm", "parameter", f"{names.parameter_prefix.lstrip('/')}/join-token"),
-                    arn("ssm", "parameter", f"{names.parameter_prefix.lstrip('/')}/join-token/*"),
-                ],
+                actions=["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory"],
+                resources=[arn("ssm", "parameter", f"{parameters}/join-token/*")],
             ),
             iam.PolicyStatement(
-                sid="TagOwnInstances",
+                sid="NeverReadParametersByPath",
+                # A path above the tokens (/swarmkeeper/C, /swarmkeeper, /) would return them.
+                effect=iam.Effect.DENY,
+                actions=["ssm:GetParametersByPath"],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid="TagOwnGroupsInstances",
                 actions=["ec2:CreateTags"],
                 resources=[instances_arn],
                 conditions={
-                    "StringEquals": cluster_tag,
+                    "StringEquals": {f"aws:ResourceTag/{GROUP_NAME_TAG}": list(names.groups)},
                     # Only the node-id tag: the control plane cannot move an instance between clusters.
                     "ForAllValues:StringEquals": {"aws:TagKeys": ["swarmkeeper:node-id"]},
                 },
@@ -368,7 +372,7 @@ class ControlPlane(Construct):
             iam.PolicyStatement(
                 sid="ReadCommandOutput",
                 actions=["s3:GetObject"],
-                resources=[state.output_bucket.arn_for_objects("*")],
+                resources=[state.output_bucket.arn_for_objects(f"{COMMAND_OUTPUT_PREFIX}/*")],
             ),
         ]
         for statement in statements:

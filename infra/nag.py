@@ -1,7 +1,9 @@
 """cdk-nag (AwsSolutions) acknowledgments, each on the narrowest construct, each with its reason.
 
 Fixed instead of acknowledged: flow logs, SSL-only and encrypted queues/bucket, PITR, key rotation,
-exact parameter ARNs for the manager role, a native log-group resource policy (no custom resource).
+exact parameter ARNs for the instance roles, the SSM agent's permissions inline instead of the
+AmazonSSMManagedInstanceCore managed policy (IAM4), a native log-group resource policy (no custom
+resource).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from aws_cdk import Acknowledgment, Annotations, Stack, Validations
 from constructs import IConstruct
+
+from infra.names import COMMAND_OUTPUT_PREFIX, GROUP_NAME_TAG
 
 if TYPE_CHECKING:
     from infra.stack import SwarmkeeperStack
@@ -27,23 +31,25 @@ def acknowledge(stack: SwarmkeeperStack) -> None:
     control = stack.control_plane
     state = stack.state
     partition_arn = "arn:<AWS::Partition>:{}:<AWS::Region>:<AWS::AccountId>:{}"
-    bucket_objects = (
-        f"Resource::<{Stack.of(stack).get_logical_id(state.output_bucket.node.default_child)}.Arn>/*"
+    command_output = (
+        f"Resource::<{Stack.of(stack).get_logical_id(state.output_bucket.node.default_child)}.Arn>"
+        f"/{COMMAND_OUTPUT_PREFIX}/*"
     )
 
     # ---- instances --------------------------------------------------------------------------------
     for role in (compute.manager_role, compute.worker_role):
         _ack(
             role,
-            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
-            "AmazonSSMManagedInstanceCore is the AWS-maintained minimum for the SSM agent (Run Command, "
-            "Session Manager); a hand-copied inline version would drift from what the agent needs.",
+            "IAM5[Resource::*]",
+            "Only the SSM agent's own calls (UpdateInstanceInformation, ListInstanceAssociations, "
+            "UpdateInstanceAssociationStatus, PutComplianceItems, the ec2messages and ssmmessages "
+            "channels), which act on the calling instance and are not scoped by resource here.",
         )
     _ack(
         compute.manager_role,
-        f"IAM5[{bucket_objects}]",
+        f"IAM5[{command_output}]",
         "Run Command writes each command's output under a key named after the command id, unknown in "
-        "advance; s3:PutObject only, on this stack's output bucket.",
+        f"advance; s3:PutObject only, under {COMMAND_OUTPUT_PREFIX}/ in this stack's output bucket.",
     )
     for group in (compute.manager_group, compute.worker_group):
         Annotations.of(group).acknowledge_warning(
@@ -77,11 +83,12 @@ def acknowledge(stack: SwarmkeeperStack) -> None:
     _ack(
         control.role,
         "IAM5[Resource::*]",
-        "Only actions without resource-level permissions: ec2:DescribeInstances, autoscaling:Describe*, "
-        "ssm:DescribeInstanceInformation, ssm:GetCommandInvocation, ssm:ListCommandInvocations and the "
-        "X-Ray PutTraceSegments/PutTelemetryRecords added by active tracing.",
+        "Only actions without resource-level permissions (ec2:DescribeInstances, "
+        "autoscaling:DescribeAutoScalingGroups/Instances, ssm:GetCommandInvocation, the X-Ray "
+        "PutTraceSegments/PutTelemetryRecords added by active tracing), and the Deny of "
+        "ssm:GetParametersByPath on every path.",
     )
-    for group in (names.manager_group, names.worker_group):
+    for group in names.groups:
         _ack(
             control.role,
             "IAM5[Resource::"
@@ -94,14 +101,15 @@ def acknowledge(stack: SwarmkeeperStack) -> None:
         control.role,
         "IAM5[Resource::" + partition_arn.format("ec2", "instance/*") + "]",
         "ssm:SendCommand and ec2:CreateTags on instances are conditioned on the tag "
-        f"swarmkeeper:cluster={names.cluster} (and CreateTags on the node-id tag key only): instances "
-        "come and go, the tag is what scopes them to this cluster.",
+        f"{GROUP_NAME_TAG} (set by Auto Scaling, settable by no principal) being one of the stack's "
+        "two groups (and CreateTags on the node-id tag key only): instances come and go, the group "
+        "tag is what scopes them to this cluster.",
     )
     _ack(
         control.role,
-        f"IAM5[{bucket_objects}]",
+        f"IAM5[{command_output}]",
         "The control plane reads Run Command output whose keys are named after command ids; "
-        "s3:GetObject only, on this stack's output bucket.",
+        f"s3:GetObject only, under {COMMAND_OUTPUT_PREFIX}/ in this stack's output bucket.",
     )
 
     # ---- state ------------------------------------------------------------------------------------

@@ -20,7 +20,14 @@ ALARMS: tuple[str, ...] = ("nodes-down", "quorum-at-risk", "dlq-depth", "functio
 LAUNCH_HOOK = "swarmkeeper-launch"
 TERMINATE_HOOK = "swarmkeeper-terminate"
 EVENT_SOURCE = "swarmkeeper"
+AGENT_READY = "agent-ready"  # the action State Manager runs (an association), never SendCommand
 METRICS_NAMESPACE = "Swarmkeeper"
+# Key prefix of the Run Command output the control plane sends to S3 (describe-swarm only); the two
+# roles' S3 permissions stop at it.
+COMMAND_OUTPUT_PREFIX = "describe-swarm"
+# The tag Auto Scaling puts on every instance it launches; an `aws:` tag no principal can set or change,
+# so it, not the cluster tag, scopes what the control plane may do to instances.
+GROUP_NAME_TAG = "aws:autoscaling:groupName"
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,10 @@ class Names:
     @property
     def worker_group(self) -> str:
         return f"{self.prefix}-workers"
+
+    @property
+    def groups(self) -> tuple[str, str]:
+        return (self.manager_group, self.worker_group)
 
     @property
     def state_table(self) -> str:

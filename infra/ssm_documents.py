@@ -1,17 +1,14 @@
 """One SSM Command document per action of `infra/documents` (names `swarmkeeper-C-<action>`), and the
-State Manager association that runs agent-ready on every instance of the cluster as its agent
-registers (the join flow's signal that Run Command can reach the instance)."""
+State Manager association that runs agent-ready on every instance of the stack's two Auto Scaling
+groups as its agent registers (the join flow's signal that Run Command can reach the instance)."""
 
 from __future__ import annotations
 
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.compute import CLUSTER_TAG
 from infra.documents import ACTIONS, document_content
-from infra.names import Names
-
-AGENT_READY = "agent-ready"
+from infra.names import AGENT_READY, GROUP_NAME_TAG, Names
 
 
 class Documents(Construct):
@@ -31,11 +28,14 @@ class Documents(Construct):
                 target_type="/AWS::EC2::Instance",
             )
         # No schedule: State Manager applies the association once to each instance that matches the
-        # targets, when that instance's agent comes online (also to instances launched later).
+        # targets, when that instance's agent comes online (also to instances launched later). The
+        # target is the group tag Auto Scaling sets, not the cluster tag anyone may put on an instance.
         self.agent_ready = ssm.CfnAssociation(
             self,
             "AgentReadyAssociation",
             name=self.documents[AGENT_READY].ref,
             association_name=f"{names.prefix}-{AGENT_READY}",
-            targets=[ssm.CfnAssociation.TargetProperty(key=f"tag:{CLUSTER_TAG}", values=[names.cluster])],
+            targets=[
+                ssm.CfnAssociation.TargetProperty(key=f"tag:{GROUP_NAME_TAG}", values=list(names.groups))
+            ],
         )

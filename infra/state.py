@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
@@ -24,6 +25,27 @@ from infra.settings import ClusterSettings
 
 STEP_QUEUE_MAX_RECEIVES = 5
 STEPS_FUNCTION_TIMEOUT = Duration.seconds(60)
+
+# What the account (its IAM administrators, CloudFormation) may do with the cluster key: manage it, never
+# use it. CreateGrant is left out with the cryptographic actions (a grant would hand out Decrypt);
+# the instance roles' use of the key is added by Compute, one statement per role.
+KEY_ADMINISTRATION = (
+    "kms:CreateAlias",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:RotateKeyOnDemand",
+)
 
 
 class State(Construct):
@@ -38,6 +60,18 @@ class State(Construct):
             enable_key_rotation=True,
             pending_window=Duration.days(7),
             removal_policy=RemovalPolicy.DESTROY,
+            # Replaces CDK's default policy (kms:* for the account, which lets any IAM policy in the
+            # account grant Decrypt): the key policy itself names who may use the key.
+            policy=iam.PolicyDocument(
+                statements=[
+                    iam.PolicyStatement(
+                        sid="AccountAdministersTheKey",
+                        principals=[iam.AccountRootPrincipal()],
+                        actions=list(KEY_ADMINISTRATION),
+                        resources=["*"],
+                    )
+                ]
+            ),
         )
 
         # Table (AWS::DynamoDB::Table), not TableV2 (a GlobalTable resource): one region is enough.

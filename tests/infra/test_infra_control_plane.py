@@ -1,11 +1,9 @@
-"""Control plane as synthesized: functions, their environment, rule targets, and IAM scoping."""
+"""Control plane as synthesized: functions, their environment, rule targets and event sources."""
 
 from __future__ import annotations
 
 import pytest
-from infra_iam import allowed, arn, role_id_for, statements_of_role
-
-from infra.documents import ACTIONS
+from infra_iam import role_id_for
 
 FUNCTIONS = (
     "lifecycle_action",
@@ -171,131 +169,8 @@ def test_variant_functions_are_x86_with_the_matching_powertools_layer(variant):
     ]
 
 
-# ---- IAM ------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def control(demo):
-    return statements_of_role(demo.resources, role_id_for(demo.resources, "ControlPlaneRole"))
-
-
-@pytest.fixture(scope="module")
-def manager(demo):
-    return statements_of_role(demo.resources, role_id_for(demo.resources, "ComputeManagerRole"))
-
-
-@pytest.fixture(scope="module")
-def worker(demo):
-    return statements_of_role(demo.resources, role_id_for(demo.resources, "ComputeWorkerRole"))
-
-
-def _param(name):
-    return arn("ssm", f"parameter{name}")
-
-
 def test_all_functions_share_the_control_plane_role(demo):
+    # (what that role may do: test_infra_iam_control_plane.py)
     role_id = role_id_for(demo.resources, "ControlPlaneRole")
     for _, props in _functions(demo).values():
         assert props["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}
-
-
-def test_control_plane_can_never_read_join_tokens(control):
-    # Given the control-plane role / When it asks for either token (any read action)
-    for token in ("/swarmkeeper/demo/join-token/worker", "/swarmkeeper/demo/join-token/manager"):
-        for action in ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"):
-            # Then nothing allows it (and an explicit Deny covers it)
-            assert allowed(control, action, _param(token)) == []
-    # and it has no KMS permission at all
-    assert not any(a.lower().startswith("kms:") for s in control for a in s.actions)
-    # but it can read the public cluster parameters
-    assert allowed(control, "ssm:GetParameter", _param("/swarmkeeper/demo/cluster-id"))
-    assert allowed(control, "ssm:GetParameter", _param("/swarmkeeper/demo/manager-addresses"))
-    # and never write parameters
-    assert allowed(control, "ssm:PutParameter", _param("/swarmkeeper/demo/cluster-id")) == []
-
-
-def test_send_command_is_scoped_to_own_documents_and_cluster_tagged_instances(control):
-    send = [s for s in control if s.effect == "Allow" and any(a == "ssm:SendCommand" for a in s.actions)]
-    documents = {r for s in send for r in s.resources if ":document/" in r}
-    assert documents == {arn("ssm", f"document/swarmkeeper-demo-{a}") for a in ACTIONS}
-    (instances,) = [s for s in send if any(":instance/" in r for r in s.resources)]
-    assert instances.resources == (arn("ec2", "instance/*"),)
-    assert instances.conditions == {"StringEquals": {"ssm:resourceTag/swarmkeeper:cluster": "demo"}}
-    # Then other documents (AWS-RunShellScript, another cluster's) are not allowed
-    assert allowed(control, "ssm:SendCommand", arn("ssm", "document/AWS-RunShellScript")) == []
-    assert allowed(control, "ssm:SendCommand", arn("ssm", "document/swarmkeeper-other-bootstrap-node")) == []
-    # and no statement grants SendCommand on "*"
-    assert all("*" not in s.resources for s in send)
-
-
-def test_lifecycle_actions_only_on_the_two_groups(control):
-    group = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:{}:autoScalingGroupName/{}"
-    for action in (
-        "autoscaling:CompleteLifecycleAction",
-        "autoscaling:RecordLifecycleActionHeartbeat",
-        "autoscaling:SetInstanceHealth",
-    ):
-        grants = [s for s in control if s.effect == "Allow" and action in s.actions]
-        (statement,) = grants
-        assert set(statement.resources) == {
-            group.format("*", "swarmkeeper-demo-managers"),
-            group.format("*", "swarmkeeper-demo-workers"),
-        }
-        assert allowed(control, action, group.format("0b1c", "swarmkeeper-demo-workers"))
-        assert allowed(control, action, group.format("0b1c", "someone-elses-group")) == []
-
-
-def test_create_tags_only_on_cluster_instances_and_only_the_node_id_key(control):
-    (tags,) = [s for s in control if "ec2:CreateTags" in s.actions]
-    assert tags.conditions == {
-        "StringEquals": {"aws:ResourceTag/swarmkeeper:cluster": "demo"},
-        "ForAllValues:StringEquals": {"aws:TagKeys": ["swarmkeeper:node-id"]},
-    }
-
-
-def test_control_plane_data_access_is_limited_to_its_own_resources(demo, control):
-    table_id = _logical_id(demo, "AWS::DynamoDB::Table", "TableName", "swarmkeeper-demo-state")
-    steps_id = _logical_id(demo, "AWS::SQS::Queue", "QueueName", "swarmkeeper-demo-steps")
-    (bus_id,) = demo.of_type("AWS::Events::EventBus")
-    (bucket_id,) = demo.of_type("AWS::S3::Bucket")
-    assert allowed(control, "dynamodb:PutItem", f"arn:aws:test:::{table_id}")
-    assert allowed(control, "sqs:SendMessage", f"arn:aws:test:::{steps_id}")
-    assert allowed(control, "events:PutEvents", f"arn:aws:test:::{bus_id}")
-    assert allowed(control, "s3:GetObject", f"arn:aws:test:::{bucket_id}/cmd-1/i-1/stdout")
-    assert allowed(control, "s3:PutObject", f"arn:aws:test:::{bucket_id}/x") == []
-    assert allowed(control, "events:PutEvents", arn("events", "event-bus/default")) == []
-
-
-def test_worker_role_reads_only_the_worker_token_and_manager_addresses(demo, worker):
-    # Given the worker instance role
-    assert allowed(worker, "ssm:GetParameter", _param("/swarmkeeper/demo/join-token/worker"))
-    assert allowed(worker, "ssm:GetParameter", _param("/swarmkeeper/demo/manager-addresses"))
-    # Then the manager token and everything else under the prefix stay out of reach
-    assert allowed(worker, "ssm:GetParameter", _param("/swarmkeeper/demo/join-token/manager")) == []
-    assert allowed(worker, "ssm:GetParameter", _param("/swarmkeeper/demo/cluster-id")) == []
-    assert allowed(worker, "ssm:PutParameter", _param("/swarmkeeper/demo/join-token/worker")) == []
-    # and it may decrypt with the cluster key only for the worker token's encryption context
-    (decrypt,) = [s for s in worker if any(a.startswith("kms:") for a in s.actions)]
-    assert decrypt.actions == ("kms:Decrypt",)
-    assert decrypt.conditions["StringEquals"]["kms:EncryptionContext:PARAMETER_ARN"]["Fn::Join"][1][
-        -1
-    ].endswith(":parameter/swarmkeeper/demo/join-token/worker")
-    # and it cannot write command output
-    (bucket_id,) = demo.of_type("AWS::S3::Bucket")
-    assert allowed(worker, "s3:PutObject", f"arn:aws:test:::{bucket_id}/x") == []
-
-
-def test_manager_role_manages_the_cluster_parameters_and_writes_command_output(demo, manager):
-    for name in ("join-token/worker", "join-token/manager", "manager-addresses", "cluster-id"):
-        assert allowed(manager, "ssm:PutParameter", _param(f"/swarmkeeper/demo/{name}"))
-        assert allowed(manager, "ssm:GetParameter", _param(f"/swarmkeeper/demo/{name}"))
-    assert allowed(manager, "ssm:GetParameter", _param("/swarmkeeper/other/join-token/manager")) == []
-    (kms,) = [s for s in manager if any(a.startswith("kms:") for a in s.actions)]
-    assert set(kms.actions) == {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"}
-    (bucket_id,) = demo.of_type("AWS::S3::Bucket")
-    assert allowed(manager, "s3:PutObject", f"arn:aws:test:::{bucket_id}/cmd/i-1/stdout")
-
-
-def test_instance_roles_carry_the_ssm_core_policy_only(demo):
-    for prefix in ("ComputeManagerRole", "ComputeWorkerRole"):
-        role = demo.resources[role_id_for(demo.resources, prefix)]["Properties"]
-        (managed,) = role["ManagedPolicyArns"]
-        assert "AmazonSSMManagedInstanceCore" in str(managed)

@@ -103,7 +103,7 @@ def test_one_command_document_per_action_with_the_contract_name_and_content(demo
         assert document["UpdateMethod"] == "NewVersion"
 
 
-def test_agent_ready_association_targets_every_instance_of_the_cluster_once(demo):
+def test_agent_ready_association_targets_every_instance_of_the_two_groups_once(demo):
     # Given the synthesized stack
     (association,) = demo.of_type("AWS::SSM::Association").values()
     props = association["Properties"]
@@ -112,10 +112,12 @@ def test_agent_ready_association_targets_every_instance_of_the_cluster_once(demo
         for k, r in demo.of_type("AWS::SSM::Document").items()
         if r["Properties"]["Name"] == "swarmkeeper-demo-agent-ready"
     ]
-    # Then it runs the agent-ready document (a Ref: created after it) on the cluster's tagged instances,
-    # with no schedule: once per instance, when its agent registers
+    # Then it runs the agent-ready document (a Ref: created after it) on the instances Auto Scaling
+    # tagged with one of the stack's groups (a tag no one can set), with no schedule: once per
+    # instance, when its agent registers
     assert props["Name"] == {"Ref": document_id}
-    assert props["Targets"] == [{"Key": "tag:swarmkeeper:cluster", "Values": ["demo"]}]
+    groups = ["swarmkeeper-demo-managers", "swarmkeeper-demo-workers"]
+    assert props["Targets"] == [{"Key": "tag:aws:autoscaling:groupName", "Values": groups}]
     assert "ScheduleExpression" not in props and "Parameters" not in props
 
 
