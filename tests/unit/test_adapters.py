@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 from botocore.stub import Stubber
-from join_world import QUEUE_URL, TABLE, new_session
+from join_world import TABLE, new_session
 from moto import mock_aws
 
+from swarmkeeper import inputs
 from swarmkeeper.adapters.bus import EventBus, PublishFailed
 from swarmkeeper.adapters.clients import AwsClients, client_config
 from swarmkeeper.adapters.commands import AgentNotRegistered, RunCommands
@@ -17,6 +18,7 @@ from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain.join import JoinStepDue
 from swarmkeeper.domain.kernel import BusEvent
+from swarmkeeper.domain.leave import LeaveStepDue
 from swarmkeeper.domain.models import JoinOp, Mode, Role, RotationOp, Stage
 
 NOW = 1_800_000_000.0
@@ -122,16 +124,48 @@ def test_cluster_id_parameter(aws):
     assert params.cluster_id() == "s1"
 
 
-def test_steps_are_delayed_messages(aws):
-    aws.sqs.create_queue(QueueName="swarmkeeper-demo-steps")
-    with Stubber(aws.sqs) as stub:
-        stub.add_response(
-            "send_message",
-            {"MessageId": "m1"},
-            {"QueueUrl": QUEUE_URL, "MessageBody": '{"kind": "join-step", "instanceId": "i-1", '
-             '"version": 2, "correlationId": "e"}', "DelaySeconds": 900},
-        )  # fmt: skip
-        StepQueue(aws.sqs, QUEUE_URL).schedule(JoinStepDue("i-1", 2, "e"), 5000)  # capped at 900
+@pytest.mark.parametrize(
+    ("step", "asked", "delay"),
+    [
+        (JoinStepDue("i-0123456789abcdef0", 2, "e"), 45, 45),
+        (LeaveStepDue("i-0123456789abcdef0", 7, "e"), 5000, 900),  # SQS's largest delay
+        (JoinStepDue("i-0123456789abcdef0", 3, ""), -5, 0),
+    ],
+)
+def test_steps_are_delayed_messages_on_the_queue(aws, step, asked, delay):
+    # Given the step queue (moto's SQS)
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    url = aws.sqs.create_queue(QueueName="swarmkeeper-demo-steps")["QueueUrl"]
+    sent: list[dict] = []
+    aws.sqs.meta.events.register(
+        "before-parameter-build.sqs.SendMessage", lambda params, **_: sent.append(dict(params))
+    )
+
+    # When a step is scheduled with a delay
+    StepQueue(aws.sqs, url).schedule(step, asked)
+
+    # Then SendMessage asked for that delay (0-900 s: what SQS accepts), with the step as the body,
+    # and the queue holds one message with that delay and that body
+    assert [(p["DelaySeconds"], inputs.step_body(p["MessageBody"])) for p in sent] == [(delay, step)]
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["swarmkeeper-demo-steps"]
+    (message,) = queue._messages
+    if delay:
+        assert (message.delayed_until - message.sent_timestamp) // 1000 == delay
+    else:
+        assert not message.delayed
+    assert inputs.step_body(message.body) == step
+
+    # And it is delivered only once its delay is up, as the step
+    def receive() -> list[str]:
+        answer = aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        return [m["Body"] for m in answer.get("Messages", [])]
+
+    if delay:
+        assert receive() == []
+        message.delayed_until = 0  # the delay is up
+    assert [inputs.step_body(body) for body in receive()] == [step]
 
 
 def test_run_command_send_and_invocation(aws):

@@ -160,6 +160,28 @@ def test_tokens_never_survive_redaction():
     assert len(outputs.excerpt("x" * 1000)) == 240
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"join with {TOKEN} failed",
+        f"token={TOKEN},next",
+        f"{TOKEN}\n{TOKEN.replace('-1-', '-2-')}",
+        f'{{"JoinToken": "{TOKEN}"}}',
+        f"end of line {TOKEN}",
+    ],
+)
+def test_redaction_removes_the_whole_token_not_just_its_prefix(text):
+    # Given output carrying a swarm join token, When redacted (and excerpted)
+    # Then not one piece of the token is left (its secret is the part after SWMTKN-), and the text
+    # around it is
+    secret_parts = [part for part in TOKEN.split("-")[1:] if len(part) > 1]
+    for redacted in (outputs.redact(text), outputs.excerpt(text)):
+        assert not any(part in redacted for part in secret_parts), redacted
+        assert "SWMTKN" not in redacted and "<redacted>" in redacted
+    assert outputs.redact(f"join with {TOKEN} failed") == "join with <redacted> failed"
+    assert outputs.redact(f"token={TOKEN},next") == "token=<redacted>,next"
+
+
 def test_rotated_token_refusal_is_recognised():
     assert outputs.says_bad_join_token("join via 10.0.0.1:2377 refused: A valid join token is necessary")
     assert not outputs.says_bad_join_token("dnf install docker failed")
