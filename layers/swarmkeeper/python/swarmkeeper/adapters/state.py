@@ -10,6 +10,10 @@ Items:
   op#reconcile         the describe-swarm in flight: command_id, target, excluded, expires_at
   lock#manager-change  holder (a leaving instance), expires_at: one manager change at a time
   view#cluster         the latest reconcile's view (``domain.view.ClusterView``)
+
+Every lock and lease (the two locks, op#reconcile, op#rotate-tokens) is free from its ``expires_at``
+on, as read and as taken: TTL deletes expired items up to days late on AWS, and never in moto, so
+nothing relies on it. A crashed holder blocks the next one at most until then.
 """
 
 from __future__ import annotations
@@ -81,6 +85,10 @@ def _decode(item: dict[str, Any]) -> dict[str, Any]:
             value = int(value) if value == value.to_integral_value() else float(value)
         out[k] = value
     return out
+
+
+# The condition on taking a lock or lease: nobody holds it, or its holder's time is up.
+_FREE = "attribute_not_exists(pk) OR attribute_not_exists(expires_at) OR expires_at <= :now"
 
 
 def _conditional_failed(err: ClientError) -> bool:
@@ -195,7 +203,7 @@ class StateTable:
     def acquire_manager_lock(self, holder: str, now: float, expires_at: float) -> bool:
         return self._put(
             {"pk": MANAGER_LOCK_PK, "holder": holder, "acquired_at": now, "expires_at": expires_at},
-            "attribute_not_exists(pk) OR expires_at < :now OR holder = :holder",
+            f"{_FREE} OR holder = :holder",
             {":now": now, ":holder": holder},
         )
 
@@ -227,9 +235,7 @@ class StateTable:
 
     def start_reconcile(self, reconcile: ReconcilePass, now: float) -> bool:
         """False while another reconcile's describe-swarm is in flight (and not expired)."""
-        return self._put(
-            _reconcile_to_item(reconcile), "attribute_not_exists(pk) OR expires_at < :now", {":now": now}
-        )
+        return self._put(_reconcile_to_item(reconcile), _FREE, {":now": now})
 
     def save_reconcile(self, reconcile: ReconcilePass) -> None:
         self._put(_reconcile_to_item(reconcile))
@@ -241,12 +247,12 @@ class StateTable:
 
     def get_lock(self) -> InitLock | None:
         item = self._get(LOCK_PK)
-        return InitLock(item["holder"], float(item["expires_at"])) if item else None
+        return InitLock(item["holder"], float(item.get("expires_at", 0))) if item else None
 
     def acquire_lock(self, holder: str, now: float, expires_at: float) -> bool:
         return self._put(
             {"pk": LOCK_PK, "holder": holder, "acquired_at": now, "expires_at": expires_at},
-            "attribute_not_exists(pk) OR expires_at < :now OR holder = :holder",
+            f"{_FREE} OR holder = :holder",
             {":now": now, ":holder": holder},
         )
 
@@ -302,7 +308,7 @@ class StateTable:
 
     def start_rotation(self, rotation: RotationOp, now: float) -> bool:
         item = {"pk": ROTATION_PK, **asdict(rotation)}
-        return self._put(item, "attribute_not_exists(pk) OR expires_at < :now", {":now": now})
+        return self._put(item, _FREE, {":now": now})
 
     def save_rotation(self, rotation: RotationOp) -> None:
         self._put({"pk": ROTATION_PK, **asdict(rotation)})
