@@ -36,6 +36,17 @@ def world(clock, capsys):
             w.teardown()
 
 
+@pytest.fixture
+def cluster(world):
+    """Three joined managers and a worker; a reconcile pass has saved the swarm view."""
+    managers = world.managers(3)
+    workers = world.workers(1)
+    nodes = {i: world.join(i) for i in managers + workers}
+    world.settle()
+    world.reconcile_pass()
+    return managers, workers, nodes
+
+
 def pytest_configure(config):
     # Handlers whose decision counts no metric flush an empty metric set: Powertools warns, correctly.
     config.addinivalue_line("filterwarnings", "ignore:No application metrics to publish:UserWarning")

@@ -1,7 +1,8 @@
 """A small world for handler-level tests: moto for what it emulates, wire-level fakes (botocore
 ``before-send`` handlers) for what it does not (CompleteLifecycleAction, agent registration,
-throttling), command results written into moto's SSM backend, and the handlers invoked as Lambda
-would. Steps sent to the SQS queue are recorded and delivered by the test, on a fake clock."""
+throttling, an instance's lifecycle state while an action is pending), command results written into
+moto's SSM backend, and the handlers invoked as Lambda would. Steps sent to the SQS queue are
+recorded and delivered by the test, on a fake clock."""
 
 from __future__ import annotations
 
@@ -144,6 +145,10 @@ class Fakes:
         self.session = new_session()
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.pending_lifecycle: set[str] = set()
+        self.launching: set[str] = set()  # launch action pending: Pending:Wait in its group
+        self.abandoned: set[str] = set()  # launch action ABANDONed: Terminating in its group
+        self.terminating: set[str] = set()  # terminate action pending: Terminating:Wait
+        self.left: set[str] = set()  # terminate action completed: out of its group
         self.lifecycle_results: dict[str, list[str]] = {}
         self.hook_results: list[tuple[str, str, str]] = []  # (instance, hook, result)
         self.heartbeats: list[str] = []
@@ -155,6 +160,7 @@ class Fakes:
         ev.register("before-send.auto-scaling.RecordLifecycleActionHeartbeat", self._heartbeat)
         ev.register("before-send.ssm.SendCommand", self._send_command)
         ev.register("after-call.ssm.SendCommand", self._command_sent)
+        ev.register("after-call.auto-scaling.DescribeAutoScalingGroups", self._lifecycle_states)
         ev.register_first("before-send", self._throttle)
         ev.register_last("before-send", self._moto_back_on)
 
@@ -200,6 +206,13 @@ class Fakes:
             msg = f"No active Lifecycle Action found with instance ID {instance_id}"
             return self._answer(_query_error(request, "ValidationError", msg))
         self.pending_lifecycle.discard(instance_id)
+        if params["LifecycleHookName"] == "swarmkeeper-launch" and instance_id in self.launching:
+            self.launching.discard(instance_id)
+            if params["LifecycleActionResult"] == "ABANDON":
+                self.abandoned.add(instance_id)
+        if params["LifecycleHookName"] == "swarmkeeper-terminate" and instance_id in self.terminating:
+            self.terminating.discard(instance_id)
+            self.left.add(instance_id)
         self.lifecycle_results.setdefault(instance_id, []).append(params["LifecycleActionResult"])
         self.hook_results.append((instance_id, params["LifecycleHookName"], params["LifecycleActionResult"]))
         body = (
@@ -222,6 +235,27 @@ class Fakes:
             "</ResponseMetadata></RecordLifecycleActionHeartbeatResponse>"
         )
         return self._answer(_response(request, 200, body, "text/xml"))
+
+    def _lifecycle_states(self, parsed: dict[str, Any], **_: Any) -> None:
+        """moto keeps every instance InService: as in AWS, one whose launch action is pending is in
+        Pending:Wait (an ABANDONed one is on its way out), one whose terminate action is pending in
+        Terminating:Wait, no longer counted in the desired capacity, and gone once it completed."""
+        for group in parsed.get("AutoScalingGroups", []):
+            kept = []
+            for instance in group.get("Instances", []):
+                iid = instance["InstanceId"]
+                if iid in self.left or iid in self.terminating:
+                    group["DesiredCapacity"] -= 1
+                if iid in self.left:
+                    continue
+                if iid in self.launching:
+                    instance["LifecycleState"] = "Pending:Wait"
+                elif iid in self.abandoned:
+                    instance["LifecycleState"] = "Terminating"
+                elif iid in self.terminating:
+                    instance["LifecycleState"] = "Terminating:Wait"
+                kept.append(instance)
+            group["Instances"] = kept
 
     def _command_sent(self, parsed: dict[str, Any], **_: Any) -> None:
         """moto sends a command without targets to every instance: keep only the requested ones."""
@@ -351,6 +385,7 @@ class World:
         new = [i for i in self._group_instances(group) if i not in before]
         assert len(new) == count
         self.fakes.pending_lifecycle.update(new)
+        self.fakes.launching.update(new)
         return new
 
     def managers(self, count: int = 1) -> list[str]:
@@ -366,6 +401,7 @@ class World:
     def terminate(self, instance_id: str) -> None:
         self.ec2.terminate_instances(InstanceIds=[instance_id])
         self.fakes.pending_lifecycle.discard(instance_id)
+        self.fakes.launching.discard(instance_id)
 
     def tags(self, instance_id: str) -> dict[str, str]:
         r = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
@@ -562,6 +598,7 @@ class World:
         """Auto Scaling terminates the instance: its terminate lifecycle action is pending and its
         event arrives."""
         self.fakes.pending_lifecycle.add(instance_id)
+        self.fakes.terminating.add(instance_id)
         group = self._group_of(instance_id)
         event = load_event(
             "ec2-instance-terminate-lifecycle-action",
@@ -583,6 +620,7 @@ class World:
         """The instance is terminated outside Auto Scaling's graceful path; its state events arrive."""
         self.ec2.terminate_instances(InstanceIds=[instance_id])
         self.fakes.pending_lifecycle.discard(instance_id)
+        self.fakes.launching.discard(instance_id)
         return self.state_change(instance_id, "terminated")
 
     def terminate_results(self, instance_id: str) -> list[str]:

@@ -5,18 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-
-@pytest.fixture
-def cluster(world):
-    managers = world.managers(3)
-    workers = world.workers(1)
-    nodes = {i: world.join(i) for i in managers + workers}
-    world.settle()
-    world.reconcile_pass()
-    return managers, workers, nodes
-
 
 def _steps_for(world, instance_id, since):
     out = []

@@ -1,10 +1,16 @@
-"""Auto Scaling: complete a lifecycle action; mark an instance unhealthy when there is none."""
+"""Auto Scaling: complete a lifecycle action; mark an instance unhealthy when there is none; what a
+group is still bringing into service."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from swarmkeeper.domain.models import GroupLaunches
+
+# Lifecycle states of an instance on its way into service (warm-pool states start with "Warmed:").
+LAUNCHING_STATES = frozenset({"Pending", "Pending:Wait", "Pending:Proceed"})
 
 
 class LifecycleActions:
@@ -50,3 +56,14 @@ class LifecycleActions:
                 return False
             raise
         return True
+
+    def launches(self, group: str) -> GroupLaunches:
+        """What the group is bringing into service: instances launching, and capacity still to launch."""
+        groups = self._asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+        if not groups:
+            return GroupLaunches()
+        instances = groups[0].get("Instances", [])
+        launching = tuple(i["InstanceId"] for i in instances if i.get("LifecycleState") in LAUNCHING_STATES)
+        in_service = sum(1 for i in instances if i.get("LifecycleState") == "InService")
+        owed = int(groups[0].get("DesiredCapacity", 0)) - in_service - len(launching)
+        return GroupLaunches(launching, max(0, owed))

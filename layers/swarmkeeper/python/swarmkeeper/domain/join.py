@@ -195,7 +195,8 @@ class RecordNode:
 @dataclass(frozen=True)
 class WakeWaitingJoins:
     """What other joins waited for happened (the swarm exists, a manager joined): their next step
-    now, not at their next backoff (see ``waits_for_the_swarm``)."""
+    now, not at their next backoff (see ``waits_for_the_swarm``); so for manager removals waiting
+    for a replacement (``domain.leave.waits_for_a_replacement``)."""
 
 
 JoinAction = (

@@ -14,15 +14,16 @@ Stages of a leave op (``op#<instance-id>``, kind leave):
   reachable: the guard allows the change, 2 of 4 is not a majority).
 - ungraceful (the instance is shutting down or gone): removing -> done, no drain, no leave.
 
-Every manager removal waits for a swarm view taken after it asked for one (the reconcile pass
-refreshes ``view#cluster``), passes ``quorum.can_remove_manager`` on it and holds the manager-change
-lock, so two manager changes never overlap. While it waits it heartbeats the lifecycle action; past
-the op's deadline (the hook budget) the action is completed anyway and what is left is reconcile's.
+A manager is removed only when ``domain.manager_removal.gate`` lets it: on a fresh swarm view, past
+the quorum guard, keeping the cluster's spare while Auto Scaling brings in a replacement, with the
+manager-change lock, so two manager changes never overlap. While it waits it heartbeats the lifecycle
+action; past the op's deadline (the hook budget) the action is completed anyway and what is left is
+reconcile's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from swarmkeeper.domain.kernel import (
     NON_TERMINAL,
@@ -33,8 +34,16 @@ from swarmkeeper.domain.kernel import (
     Publish,
     ignore,
 )
-from swarmkeeper.domain.models import ClusterIdentity, InstanceFacts, JoinOp, LeaveOp, LeaveStage, Role
-from swarmkeeper.domain.quorum import can_remove_manager
+from swarmkeeper.domain.manager_removal import gate
+from swarmkeeper.domain.models import (
+    ClusterIdentity,
+    GroupLaunches,
+    InstanceFacts,
+    JoinOp,
+    LeaveOp,
+    LeaveStage,
+    Role,
+)
 from swarmkeeper.domain.view import ClusterView
 
 DRAIN = "drain-node"
@@ -51,9 +60,6 @@ _STAGE_OF = {DRAIN: LeaveStage.DRAINING, LEAVE: LeaveStage.LEAVING, REMOVE: Leav
 
 VIA_LIFECYCLE, VIA_SPOT, VIA_REBALANCE, VIA_STATE = "lifecycle", "spot", "rebalance", "state"
 
-# What a manager removal waits for after RequestView; the reconcile pass that saves the view wakes it.
-FRESH_VIEW = "a fresh swarm view"
-
 
 @dataclass(frozen=True)
 class LeavePolicy:
@@ -67,6 +73,7 @@ class LeavePolicy:
     poll_seconds: int = 15  # delay between drain polls
     view_wait_seconds: int = 20  # delay while a fresh swarm view is being taken
     guard_wait_seconds: int = 60  # delay before asking the quorum guard again (on a new view)
+    replacement_poll_seconds: int = 30  # delay between looks for a replacement (its join wakes sooner)
     quorum_wait_seconds: int = 1800  # how long a manager removal may wait for the guard / lock
     removal_seconds: int = 600  # leave + remove after the drain
     manager_attempts: int = 3  # managers tried per stage before waiting
@@ -84,6 +91,10 @@ class LeavePolicy:
         """From the op's start to completing the lifecycle action whatever happened."""
         wait = self.quorum_wait_seconds if role is Role.MANAGER else 0
         return self.drain_budget(via) + self.removal_seconds + wait
+
+    def replacement_wait_until(self, op: LeaveOp) -> float:
+        """When a removal stops waiting for a replacement: what is left is for the removal itself."""
+        return op.deadline - self.removal_seconds
 
 
 # ------------------------------------------------------------------------------------- stimuli
@@ -139,6 +150,7 @@ class LeaveFacts:
     view: ClusterView | None = None
     managers: tuple[str, ...] = ()  # instances that may run manager-side commands, best first
     lock_holder: str | None = None  # holder of an unexpired manager-change lock
+    replacements: GroupLaunches = field(default_factory=GroupLaunches)  # what the manager group brings in
 
 
 # ------------------------------------------------------------------------------------- actions
@@ -363,7 +375,7 @@ def _on_finished(
             return _after_removal(done, f, now, p)
         failed = _failed(done, f"remove-node {s.status}: {s.detail}".rstrip(": "))
         release = (ReleaseManagerLock(op.instance_id),) if op.role is Role.MANAGER else ()
-        d = _to_removal(failed, f, now, p, fresh=op.role is Role.MANAGER)
+        d = _retry_removal(failed, f, now, p, fresh=op.role is Role.MANAGER)
         return replace(d, actions=release + d.actions)
     return _ignore(f"{s.action} does not match leave stage {op.stage}")
 
@@ -381,7 +393,7 @@ def _on_not_delivered(
     if s.action == DRAIN:
         return _send_drain(failed, f, now, p)
     release = (ReleaseManagerLock(op.instance_id),) if op.role is Role.MANAGER else ()
-    d = _to_removal(failed, f, now, p, fresh=False)
+    d = _retry_removal(failed, f, now, p, fresh=False)
     return replace(d, actions=release + d.actions)
 
 
@@ -405,9 +417,11 @@ def _send_drain(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy) -> Leave
 
 
 def _after_drain(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, why: str) -> LeaveDecision:
+    # A new stage counts its own attempts; managers that failed the drain stay excluded.
+    op = replace(op, reason=why, attempts=0)
     if op.role is Role.MANAGER:
-        return _to_removal(replace(op, reason=why), f, now, p, fresh=True, reason=why)
-    return _send_leave(replace(op, reason=why), f, now, p, why)
+        return _to_removal(op, f, now, p, fresh=True, reason=why)
+    return _send_leave(op, f, now, p, why)
 
 
 def _send_leave(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, why: str) -> LeaveDecision:
@@ -435,26 +449,21 @@ def _to_removal(
     if now >= op.deadline:
         return _give_up(removing, f"gave up removing after {int(now - op.started_at)}s", now, p)
     lock_until: float | None = None
+    alert: tuple[LeaveAction, ...] = ()
     if op.role is Role.MANAGER:
-        if fresh or removing.view_wanted_at == 0:
-            removing = replace(removing, view_wanted_at=now)
-        view = f.view
-        if view is None or view.taken_at < removing.view_wanted_at:
-            d = _wait(removing, FRESH_VIEW, now, p, p.view_wait_seconds)
-            return replace(d, actions=(RequestView(op.correlation_id, op.instance_id), *d.actions))
-        if view.node(op.node_id) is None:
+        verdict = gate(removing, f, now, p, fresh)
+        removing = verdict.op
+        if verdict.alert:
+            alert = (Publish(_event(p, removing, QUORUM_AT_RISK, verdict.alert)),)
+        if verdict.not_listed:
             return _after_removal(removing, f, now, p, demoted=False, why="not a manager in the swarm view")
-        guard = can_remove_manager(view.managers, op.node_id)
-        if not guard.allowed:
-            alert: tuple[LeaveAction, ...] = ()
-            if not removing.alerted:
-                alert = (Publish(_event(p, removing, QUORUM_AT_RISK, f"waiting to remove: {guard.reason}")),)
-                removing = replace(removing, alerted=True)
-            removing = replace(removing, view_wanted_at=now)  # decide again on the next view
-            d = _wait(removing, f"the quorum guard ({guard.reason})", now, p, p.guard_wait_seconds)
-            return replace(d, actions=(*alert, RequestView(op.correlation_id, op.instance_id), *d.actions))
-        if f.lock_holder not in (None, op.instance_id):
-            return _wait(removing, f"another manager change ({f.lock_holder})", now, p, p.view_wait_seconds)
+        if verdict.wait_for:
+            first = alert + (
+                (RequestView(op.correlation_id, op.instance_id),) if verdict.request_view else ()
+            )
+            first += (ReleaseManagerLock(op.instance_id),) if verdict.release_lock else ()
+            d = _wait(removing, verdict.wait_for, now, p, verdict.delay)
+            return replace(d, actions=(*first, *d.actions))
         lock_until = now + p.lock_seconds
     target = _pick(removing, f)
     if target is None:
@@ -465,7 +474,21 @@ def _to_removal(
     params = (("NodeId", op.node_id), ("ParameterPrefix", p.parameter_prefix), ("Region", p.region))
     why = f"{reason}; " if reason else ""
     send = SendCommand(REMOVE, target, params, then, lock_until)
-    return Decision(Outcome.REMOVE, f"{why}remove {op.node_id} from {target}", (send,))
+    return Decision(Outcome.REMOVE, f"{why}remove {op.node_id} from {target}", (*alert, send))
+
+
+def _retry_removal(failed: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy, fresh: bool) -> LeaveDecision:
+    """Another manager, up to ``manager_attempts`` of them; then a pause before a new round of tries
+    (for a manager on a view taken after the pause)."""
+    if failed.attempts < p.manager_attempts:
+        return _to_removal(failed, f, now, p, fresh=fresh)
+    if now >= failed.deadline:
+        return _give_up(failed, f"gave up removing after {int(now - failed.started_at)}s", now, p)
+    rested = replace(failed, stage=LeaveStage.REMOVING, command_id="", excluded=(), attempts=0)
+    if failed.role is Role.MANAGER:
+        rested = replace(rested, view_wanted_at=now + p.poll_seconds)
+    what = f"a new round of removal attempts ({failed.attempts} managers failed)"
+    return _wait(rested, what, now, p, p.poll_seconds)
 
 
 def _after_removal(

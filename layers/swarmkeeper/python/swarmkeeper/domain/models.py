@@ -144,6 +144,20 @@ class JoinOp:
         return replace(self, command_id=command_id, version=self.version + 1)
 
 
+@dataclass(frozen=True)
+class GroupLaunches:
+    """What Auto Scaling is bringing into a group: instances on their way into service (Pending,
+    Pending:Wait, Pending:Proceed) and capacity it has yet to launch (desired capacity minus what is in
+    service or on its way: e.g. a replacement for an instance terminated without decrementing it, in
+    the moment before its launch, or after a launch was abandoned)."""
+
+    launching: tuple[str, ...] = ()
+    owed: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.launching) or self.owed > 0
+
+
 class LeaveStage(StrEnum):
     DRAINING = "draining"  # drain-node sent to a manager, or waiting to poll it again
     LEAVING = "leaving"  # leave-swarm sent to the leaving node itself (best effort)
@@ -179,6 +193,7 @@ class LeaveOp:
     waiting_for: str = ""
     view_wanted_at: float = 0.0  # a manager is removed only on a swarm view taken after this
     alerted: bool = False  # Quorum At Risk published for this op
+    spare_waived: bool = False  # removed without a spare manager: the replacement came too late
     reason: str = ""
     expires_at: float = 0.0
 

@@ -14,6 +14,11 @@ The guard: a manager may leave the configuration (demote, then `docker node rm`)
   therefore keeps or restores margin, while removing a reachable one can break it (2 of 3 reachable:
   removing a reachable one leaves 1 of 2, which is not a majority),
 - and no other manager change happens in the same reconcile pass (`ManagerChangeGate`).
+
+A removal the guard allows may still leave no spare: 3 of 3 reachable, one leaves, 2 of 2 remain and
+the next failure loses quorum. ``costs_no_spare`` says whether ``SPARE_MANAGERS`` reachable managers
+beyond the majority remain (or the removal takes no reachable manager); the exit flow holds such a
+removal while Auto Scaling launches a replacement (``domain.leave``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from swarmkeeper.domain.swarm import SwarmNode
 
 MAX_MANAGER_CHANGES_PER_PASS = 1
+SPARE_MANAGERS = 1  # reachable managers beyond the majority: one more may fail without losing quorum
 
 
 def majority(n: int) -> int:
@@ -103,6 +109,20 @@ def _decide(counts: RaftCounts, node: SwarmNode | None, node_id: str) -> Decisio
         return Decision(False, f"removing {node_id} would lose quorum: {after.describe()} afterwards")
     effect = "restores margin" if not node.is_reachable_manager else "keeps a majority"
     return Decision(True, f"removing {node_id} {effect}: {after.describe()} afterwards")
+
+
+def costs_no_spare(nodes: Iterable[SwarmNode], node_id: str) -> Decision:
+    """Allowed when ``SPARE_MANAGERS`` reachable managers beyond the majority remain once ``node_id``
+    left, or when it is not a reachable manager (what is reachable stays so: waiting gains nothing)."""
+    nodes = list(nodes)
+    node = next((n for n in nodes if n.node_id == node_id), None)
+    if node is None or not node.is_manager:
+        return Decision(True, f"{node_id} is not a manager in the view")
+    counts = RaftCounts.of(nodes)
+    after = counts.without(node)
+    if not node.is_reachable_manager or after.margin >= SPARE_MANAGERS:
+        return Decision(True, f"{after.describe()} afterwards")
+    return Decision(False, f"removing {node_id} leaves {after.describe()}: no failure tolerated")
 
 
 class ManagerChangeGate:

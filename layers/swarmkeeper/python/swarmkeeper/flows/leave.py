@@ -54,7 +54,8 @@ from swarmkeeper.domain.leave import (
     SendCommand,
     decide_leave,
 )
-from swarmkeeper.domain.models import LeaveOp, LeaveStage, LifecycleResult, Role
+from swarmkeeper.domain.manager_removal import ANOTHER_CHANGE
+from swarmkeeper.domain.models import GroupLaunches, LeaveOp, LeaveStage, LifecycleResult, Role
 from swarmkeeper.flows.flow import Known, Redecide, Stop, run
 from swarmkeeper.flows.managers import joined_managers_healthy_first
 from swarmkeeper.flows.sending import save_send_record
@@ -66,7 +67,8 @@ MAX_ROUNDS = 6  # a create race, or one manager after another refusing delivery
 _COMMENT = re.compile(r"swarmkeeper leave (i-[0-9a-f]+)")
 
 
-_VIEW, _MANAGERS, _LOCK_HOLDER = "view", "managers", "manager-lock-holder"  # Known, cluster-wide
+# Known, cluster-wide
+_VIEW, _MANAGERS, _LOCK_HOLDER, _LAUNCHES = "view", "managers", "manager-lock-holder", "launches"
 
 
 class LeaveNotSettled(SwarmkeeperError):
@@ -180,10 +182,12 @@ class LeaveFlow:
                 _MANAGERS,
                 lambda: joined_managers_healthy_first(a.instances, a.state, self.settings.manager_group_name),
             )
-        holder = None
+        holder, launches = None, GroupLaunches()
         if role is Role.MANAGER:
             holder = known.get(_LOCK_HOLDER, lambda: a.state.manager_lock_holder(self.clock()))
-        return _Facts(LeaveFacts(instance, role, node_id, join, view, managers, holder), leave)
+            launches = known.get(_LAUNCHES, lambda: a.lifecycle.launches(self.settings.manager_group_name))
+        facts = LeaveFacts(instance, role, node_id, join, view, managers, holder, launches)
+        return _Facts(facts, leave)
 
     def execute(self, action: LeaveAction, _facts: _Facts, known: Known) -> None:
         a, now = self.a, self.clock()
@@ -240,7 +244,7 @@ class LeaveFlow:
         if until is not None:
             known.forget(_LOCK_HOLDER)
             if not a.state.acquire_manager_lock(iid, now, until):
-                waiting = replace(then, target="", waiting_for="another manager change")
+                waiting = replace(then, target="", waiting_for=ANOTHER_CHANGE)
                 if not a.state.save_leave(waiting):
                     raise Stop(Outcome.IGNORE, "leave moved on elsewhere")
                 a.steps.schedule(
