@@ -13,9 +13,10 @@ forwarded from the bridge to another interface. The DROP rule exists before the 
 Teardown leaves nothing behind: dockerd gets SIGTERM and is waited for (it stops its containers), then
 whatever is left of the processes it started (containerd, shims, container processes: found under the
 node's own directories, never by name) gets SIGKILL, mounts under the node's directories are detached
-deepest first, then the cgroups, veth, namespace and directories go. ``leftovers()`` lists anything of a
-lab still present; ``cleanup()`` removes what a crashed run left. While a network is up, SIGTERM exits
-through Python so teardown still runs; an atexit hook downs any network left up.
+deepest first, then the cgroups, veth, namespace and directories go. ``lab.host.leftovers()`` lists
+anything of a lab still present; ``lab.host.cleanup()`` removes what a crashed run left. While a
+network is up, SIGTERM exits through Python so teardown still runs; an atexit hook downs any network
+left up.
 
 Names of a lab ``prefix`` (1-8 of [a-z0-9]; "sk" by default; give tests their own): namespaces
 ``<prefix>-<node>``, bridge ``<prefix>br*``, veths ``<prefix>v|p<4 hex>``, iptables comment
@@ -32,7 +33,6 @@ import ipaddress
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -42,9 +42,24 @@ import threading
 import time
 from pathlib import Path
 
-LAB_ROOT = Path("/tmp/swarmkeeper-lab")
-NETNS_DIR = Path("/run/netns")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+from lab.host import (
+    LAB_ROOT,
+    NETNS_DIR,
+    LabError,
+    cgroup_name,
+    delete_iptables_rules,
+    iptables_tag,
+    kill_all,
+    lab_root,
+    leftovers,
+    mounts_under,
+    processes_under,
+    remove_cgroups,
+    remove_shim_sockets,
+    sh,
+    unmount_under,
+)
+
 BUSYBOX = Path("/bin/busybox")
 BUSYBOX_APPLETS = (
     "sh", "sleep", "cat", "echo", "ls", "ps", "ping", "hostname", "ip", "wget", "nc", "env", "true",
@@ -63,33 +78,10 @@ _SIDE_EFFECT_DIRS = (
 _COMMANDS = ("ip", "iptables", "nsenter", "unshare", "dockerd", "docker", "umount", "hostname")
 
 
-class LabError(RuntimeError):
-    """The lab could not do what was asked (a precondition, a command, a daemon)."""
-
-
-def _sh(argv: list[str], check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    if check and proc.returncode != 0:
-        raise LabError(f"{shlex.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc
-
-
-def _lab_root(prefix: str) -> Path:
-    return LAB_ROOT / prefix
-
-
-def _cgroup_name(prefix: str) -> str:
-    return f"swarmkeeper-lab-{prefix}"
-
-
 def _bridge_mac(prefix: str, bridge: str) -> str:
     """A locally administered unicast address, stable for one lab's prefix and bridge."""
     digest = hashlib.sha1(f"{prefix}/{bridge}".encode()).digest()
     return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
-
-
-def _iptables_tag(prefix: str) -> str:
-    return f"swarmkeeper-lab:{prefix}"
 
 
 def _short_dir_name(name: str) -> str:
@@ -98,196 +90,6 @@ def _short_dir_name(name: str) -> str:
     if len(safe) <= 32:
         return safe
     return f"{safe[:23]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-
-
-# --- processes and mounts, found by path (never by name) -------------------------------------------
-
-
-def _proc_table() -> dict[int, tuple[int, str]]:
-    """pid -> (ppid, cmdline) of every process."""
-    table: dict[int, tuple[int, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
-            continue
-        table[int(entry.name)] = (ppid, cmdline.strip())
-    return table
-
-
-def _processes_under(root: Path) -> list[tuple[int, str]]:
-    """Processes whose command line names a path under ``root`` (dockerd, containerd, shims) and all
-    their descendants (container processes), deepest first."""
-    table = _proc_table()
-    marker = str(root).rstrip("/") + "/"
-    own = {pid for pid, (_, cmd) in table.items() if marker in cmd + "/" and pid != os.getpid()}
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    ordered: list[int] = []
-    seen: set[int] = set()
-
-    def visit(pid: int) -> None:
-        if pid in seen:
-            return
-        seen.add(pid)
-        for child in children.get(pid, []):
-            visit(child)
-        ordered.append(pid)  # post-order: descendants before their parent
-
-    for pid in sorted(own):
-        visit(pid)
-    return [(pid, table[pid][1]) for pid in ordered if pid in table]
-
-
-def _kill_all(procs: list[tuple[int, str]], wait: float = 10) -> None:
-    for pid, _ in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + wait
-    for pid, _ in procs:
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, os.WNOHANG)  # reap it if it happens to be our child
-            if _is_zombie(pid):
-                break
-            time.sleep(0.05)
-
-
-def _remove_shim_sockets(procs: list[tuple[int, str]]) -> None:
-    """A SIGKILLed containerd shim leaves its socket in /run/containerd/s/<sha256(address/ns/id)>."""
-    for _, cmd in procs:
-        args = cmd.split()
-        if not args or "containerd-shim" not in args[0]:
-            continue
-        opts = dict(zip(args[1::2], args[2::2], strict=False))
-        if {"-namespace", "-id", "-address"} <= opts.keys():
-            key = f"{opts['-address']}/{opts['-namespace']}/{opts['-id']}"
-            sock = Path("/run/containerd/s") / hashlib.sha256(key.encode()).hexdigest()
-            with contextlib.suppress(OSError):
-                sock.unlink()
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rindex(")") + 2] == "Z"
-
-
-def _unescape_mount(path: str) -> str:
-    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
-def _mounts_under(root: Path) -> list[str]:
-    marker = str(root).rstrip("/")
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = _unescape_mount(line.split()[4])
-        if point == marker or point.startswith(marker + "/"):
-            found.append(point)
-    return found
-
-
-def _unmount_under(root: Path) -> None:
-    for _ in range(5):  # stacked mounts: repeat until nothing is left
-        points = _mounts_under(root)
-        if not points:
-            return
-        for point in sorted(set(points), key=lambda p: (p.count("/"), p), reverse=True):
-            _sh(["umount", "-l", point], check=False)
-    if left := _mounts_under(root):
-        raise LabError(f"mounts still present under {root}: {left}")
-
-
-def _cgroup_dirs(prefix: str) -> list[Path]:
-    if not CGROUP_ROOT.is_dir():
-        return []
-    name = _cgroup_name(prefix)
-    found = []
-    for controller in CGROUP_ROOT.iterdir():
-        for candidate in (controller / name, controller / "unified" / name):
-            if candidate.is_dir():
-                found.append(candidate)
-    return found
-
-
-def _remove_cgroups(prefix: str, sub: str | None = None) -> None:
-    for top in _cgroup_dirs(prefix):
-        base = top / sub if sub else top
-        if not base.is_dir():
-            continue
-        dirs = [Path(d) for d, _, _ in os.walk(base)]
-        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                d.rmdir()
-
-
-def _iptables_rules(prefix: str) -> list[str]:
-    if not shutil.which("iptables"):
-        return []
-    out = _sh(["iptables", "-w", "-S", "FORWARD"], check=False).stdout
-    # The exact tag: prefix "sk" must not match the rules of a lab "skd".
-    tag = re.compile(rf'--comment "?{re.escape(_iptables_tag(prefix))}"?(\s|$)')
-    return [line for line in out.splitlines() if tag.search(line)]
-
-
-def _delete_iptables_rules(prefix: str) -> None:
-    for rule in _iptables_rules(prefix):
-        args = shlex.split(rule)
-        if args and args[0] == "-A":
-            _sh(["iptables", "-w", "-D", *args[1:]], check=False)
-
-
-def _netns_names(prefix: str) -> list[str]:
-    if not NETNS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(prefix + "-"))
-
-
-def _links(prefix: str) -> list[str]:
-    """The lab's bridge (<prefix>br...) and veths (<prefix>v|p + 4 hex digits), not another prefix's."""
-    out = _sh(["ip", "-j", "link", "show"], check=False).stdout or "[]"
-    ours = re.compile(rf"{re.escape(prefix)}(br[A-Za-z0-9_]*|[vp][0-9a-f]{{4}})")
-    return sorted(link["ifname"] for link in json.loads(out) if ours.fullmatch(link["ifname"]))
-
-
-def leftovers(prefix: str = "sk") -> list[str]:
-    """Anything of the lab ``prefix`` still present on this machine; [] when clean."""
-    root = _lab_root(prefix)
-    found = [f"netns {n}" for n in _netns_names(prefix)]
-    found += [f"link {n}" for n in _links(prefix)]
-    found += [f"iptables {r}" for r in _iptables_rules(prefix)]
-    found += [f"process {pid}: {cmd[:160]}" for pid, cmd in _processes_under(root) if not _is_zombie(pid)]
-    found += [f"mount {m}" for m in _mounts_under(root)]
-    found += [f"cgroup {d}" for d in _cgroup_dirs(prefix)]
-    if root.exists():
-        found.append(f"directory {root}")
-    return found
-
-
-def cleanup(prefix: str = "sk") -> list[str]:
-    """Remove whatever a crashed lab run ``prefix`` left (found by its names and paths only).
-    Returns what it found."""
-    found = leftovers(prefix)
-    root = _lab_root(prefix)
-    _kill_all(_processes_under(root))
-    _unmount_under(root)
-    _remove_cgroups(prefix)
-    for name in _netns_names(prefix):
-        _sh(["ip", "netns", "delete", name], check=False)
-    for link in _links(prefix):
-        _sh(["ip", "link", "delete", link], check=False)
-    _delete_iptables_rules(prefix)
-    shutil.rmtree(root, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        LAB_ROOT.rmdir()
-    return found
 
 
 # --- the network -----------------------------------------------------------------------------------
@@ -305,7 +107,7 @@ class LabNetwork:
         self.bridge = bridge
         self.prefix = prefix
         self.gateway_ip = str(next(self.subnet.hosts()))
-        self.root = _lab_root(prefix)
+        self.root = lab_root(prefix)
         self._nodes: dict[str, LabNode] = {}
         self._is_up = False
         self._lock = threading.Lock()
@@ -330,7 +132,7 @@ class LabNetwork:
             raise LabError(f"missing commands: {', '.join(missing)}")
         if self.subnet.prefixlen > 30:
             raise LabError(f"subnet {self.subnet} is too small")
-        routes = json.loads(_sh(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]")
+        routes = json.loads(sh(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]")
         for route in routes:
             dst = route.get("dst", "")
             if dst in ("default", "") or route.get("type") in ("local", "broadcast"):
@@ -341,7 +143,7 @@ class LabNetwork:
         if stale := leftovers(self.prefix):
             raise LabError(
                 "a previous lab run left things behind; remove them with "
-                f"`python -c 'import lab.nodes as n; n.cleanup({self.prefix!r})'`: {stale}"
+                f"`python -c 'import lab.host as h; h.cleanup({self.prefix!r})'`: {stale}"
             )
 
     def up(self) -> None:
@@ -354,20 +156,20 @@ class LabNetwork:
         _sigterm_tears_down(True)
         self._is_up = True
         try:
-            tag = ["-m", "comment", "--comment", _iptables_tag(self.prefix)]
+            tag = ["-m", "comment", "--comment", iptables_tag(self.prefix)]
             br = self.bridge
             # Isolation first: nothing forwarded between the bridge and any other interface.
-            _sh(["iptables", "-w", "-I", "FORWARD", "1", "-i", br, "!", "-o", br, *tag, "-j", "DROP"])
-            _sh(["iptables", "-w", "-I", "FORWARD", "1", "-o", br, "!", "-i", br, *tag, "-j", "DROP"])
-            _sh(["iptables", "-w", "-I", "FORWARD", "1", "-i", br, "-o", br, *tag, "-j", "ACCEPT"])
+            sh(["iptables", "-w", "-I", "FORWARD", "1", "-i", br, "!", "-o", br, *tag, "-j", "DROP"])
+            sh(["iptables", "-w", "-I", "FORWARD", "1", "-o", br, "!", "-i", br, *tag, "-j", "DROP"])
+            sh(["iptables", "-w", "-I", "FORWARD", "1", "-i", br, "-o", br, *tag, "-j", "ACCEPT"])
             # A fixed address: a bridge whose address was never set takes the lowest address of its
             # ports and changes it whenever a node's veth comes or goes; the nodes' cached neighbour
             # entry for the gateway (the embedded AWS endpoint) then points nowhere and their calls to
             # it stall until the entry is re-resolved (SYNs lost for many seconds).
-            _sh(["ip", "link", "add", br, "address", _bridge_mac(self.prefix, br), "type", "bridge"])
-            _sh(["sysctl", "-qw", f"net.ipv6.conf.{br}.disable_ipv6=1"], check=False)
-            _sh(["ip", "addr", "add", f"{self.gateway_ip}/{self.subnet.prefixlen}", "dev", br])
-            _sh(["ip", "link", "set", br, "up"])
+            sh(["ip", "link", "add", br, "address", _bridge_mac(self.prefix, br), "type", "bridge"])
+            sh(["sysctl", "-qw", f"net.ipv6.conf.{br}.disable_ipv6=1"], check=False)
+            sh(["ip", "addr", "add", f"{self.gateway_ip}/{self.subnet.prefixlen}", "dev", br])
+            sh(["ip", "link", "set", br, "up"])
             self.root.mkdir(parents=True, exist_ok=True)
         except BaseException:
             self.down()
@@ -409,17 +211,17 @@ class LabNetwork:
         if not self._is_up and not self._nodes:
             return  # never up (or already down): what carries this prefix belongs to someone else
         errors = _destroy_nodes(list(self._nodes.values()))
-        _sh(["ip", "link", "delete", self.bridge], check=False)
-        _delete_iptables_rules(self.prefix)
-        _remove_cgroups(self.prefix)
+        sh(["ip", "link", "delete", self.bridge], check=False)
+        delete_iptables_rules(self.prefix)
+        remove_cgroups(self.prefix)
         with contextlib.suppress(LabError):
-            _unmount_under(self.root)
+            unmount_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
         with contextlib.suppress(OSError):
             LAB_ROOT.rmdir()
         for d in self._created_dirs:  # deepest first (see _SIDE_EFFECT_DIRS)
             if d == NETNS_DIR and d.exists() and not any(d.iterdir()):
-                _sh(["umount", str(d)], check=False)  # `ip netns add` bind-mounts it on itself
+                sh(["umount", str(d)], check=False)  # `ip netns add` bind-mounts it on itself
             with contextlib.suppress(OSError):
                 d.rmdir()
         self._is_up = False
@@ -448,7 +250,7 @@ class LabNode:
         self.home = self.root_dir / "home"
         self.log_path = self.root_dir / "dockerd.log"
         self.docker_host = f"unix://{self.root_dir}/docker.sock"
-        self.cgroup_parent = f"/{_cgroup_name(network.prefix)}/{_short_dir_name(name)}"
+        self.cgroup_parent = f"/{cgroup_name(network.prefix)}/{_short_dir_name(name)}"
         self.dockerd_args: list[str] = []  # extra flags for start_dockerd
         suffix = f"{int(ipaddress.IPv4Address(ip)) & 0xFFFF:04x}"
         self._veth = f"{network.prefix}v{suffix}"
@@ -472,20 +274,20 @@ class LabNode:
     def _create(self) -> None:
         self.root_dir.mkdir(parents=True, exist_ok=False)
         self.home.mkdir()
-        _sh(["ip", "netns", "add", self.netns])
-        _sh(["ip", "link", "add", self._veth, "type", "veth", "peer", "name", self._peer])
-        _sh(["sysctl", "-qw", f"net.ipv6.conf.{self._veth}.disable_ipv6=1"], check=False)
-        _sh(["ip", "link", "set", self._peer, "netns", self.netns])
-        _sh(["ip", "link", "set", self._veth, "master", self.network.bridge, "up"])
+        sh(["ip", "netns", "add", self.netns])
+        sh(["ip", "link", "add", self._veth, "type", "veth", "peer", "name", self._peer])
+        sh(["sysctl", "-qw", f"net.ipv6.conf.{self._veth}.disable_ipv6=1"], check=False)
+        sh(["ip", "link", "set", self._peer, "netns", self.netns])
+        sh(["ip", "link", "set", self._veth, "master", self.network.bridge, "up"])
         ns = ["nsenter", f"--net={self.netns_path}"]
         for key in ("all", "default"):
-            _sh([*ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"], check=False)
-        _sh([*ns, "ip", "link", "set", self._peer, "name", "eth0"])
+            sh([*ns, "sysctl", "-qw", f"net.ipv6.conf.{key}.disable_ipv6=1"], check=False)
+        sh([*ns, "ip", "link", "set", self._peer, "name", "eth0"])
         prefixlen = self.network.subnet.prefixlen
-        _sh([*ns, "ip", "addr", "add", f"{self.ip}/{prefixlen}", "dev", "eth0"])
-        _sh([*ns, "ip", "link", "set", "eth0", "up"])
-        _sh([*ns, "ip", "link", "set", "lo", "up"])
-        routes = _sh([*ns, "ip", "-4", "route", "show"]).stdout
+        sh([*ns, "ip", "addr", "add", f"{self.ip}/{prefixlen}", "dev", "eth0"])
+        sh([*ns, "ip", "link", "set", "eth0", "up"])
+        sh([*ns, "ip", "link", "set", "lo", "up"])
+        routes = sh([*ns, "ip", "-4", "route", "show"]).stdout
         if "default" in routes:
             raise LabError(f"node {self.name} has a default route: {routes}")
 
@@ -590,11 +392,11 @@ class LabNode:
                 proc.kill()
                 proc.wait()
         self._proc = None
-        leftover = _processes_under(self.root_dir)
-        _kill_all(leftover)
-        _remove_shim_sockets(leftover)
-        _unmount_under(self.root_dir)
-        _remove_cgroups(self.network.prefix, _short_dir_name(self.name))
+        leftover = processes_under(self.root_dir)
+        kill_all(leftover)
+        remove_shim_sockets(leftover)
+        unmount_under(self.root_dir)
+        remove_cgroups(self.network.prefix, _short_dir_name(self.name))
 
     # -- commands --
 
@@ -619,9 +421,9 @@ class LabNode:
             self.stop_dockerd()
         finally:
             if NETNS_DIR.joinpath(self.netns).exists():
-                _sh(["ip", "netns", "delete", self.netns], check=False)
-            _sh(["ip", "link", "delete", self._veth], check=False)
-            if not _mounts_under(self.root_dir):
+                sh(["ip", "netns", "delete", self.netns], check=False)
+            sh(["ip", "link", "delete", self._veth], check=False)
+            if not mounts_under(self.root_dir):
                 shutil.rmtree(self.root_dir, ignore_errors=True)
             self._destroyed = True
             self.network._forget(self)
