@@ -47,6 +47,14 @@ def cluster(world):
     return managers, workers, nodes
 
 
+@pytest.fixture
+def manager(world):
+    """A cluster with one joined manager."""
+    (m,) = world.managers(1)
+    world.join(m)
+    return m
+
+
 def pytest_configure(config):
     # Handlers whose decision counts no metric flush an empty metric set: Powertools warns, correctly.
     config.addinivalue_line("filterwarnings", "ignore:No application metrics to publish:UserWarning")

@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,9 @@ class Fakes:
         self.heartbeats: list[str] = []
         self.unregistered_agents: set[str] = set()
         self.throttles: dict[str, int] = {}  # "service.Operation" -> how many throttling answers left
+        self.crashes: dict[str, int] = {}  # "service.Operation" -> how many calls die (the function with it)
+        # (which item, what to do first): run once, just before a PutItem of such an item is sent
+        self.before_put: list[tuple[Callable[[dict[str, Any]], bool], Callable[[], Any]]] = []
         ev = self.session.events
         ev.register("before-parameter-build", self._record)
         ev.register("before-send.auto-scaling.CompleteLifecycleAction", self._complete_lifecycle_action)
@@ -161,7 +165,9 @@ class Fakes:
         ev.register("before-send.ssm.SendCommand", self._send_command)
         ev.register("after-call.ssm.SendCommand", self._command_sent)
         ev.register("after-call.auto-scaling.DescribeAutoScalingGroups", self._lifecycle_states)
+        ev.register("before-parameter-build.dynamodb.PutItem", self._put_item)
         ev.register_first("before-send", self._throttle)
+        ev.register_first("before-call", self._crash)
         ev.register_last("before-send", self._moto_back_on)
 
     def throttle(self, service: str, operation: str, times: int = 1) -> None:
@@ -257,8 +263,24 @@ class Fakes:
                 kept.append(instance)
             group["Instances"] = kept
 
+    def _crash(self, event_name: str, **_: Any) -> None:
+        _, service, operation = event_name.split(".")
+        key = f"{service}.{operation}"
+        if self.crashes.get(key, 0) > 0:
+            self.crashes[key] -= 1
+            raise RuntimeError(f"the function died calling {key}")
+
+    def _put_item(self, params: dict[str, Any], **_: Any) -> None:
+        """What a test wants to happen between a flow's read and its write (a race, made certain)."""
+        for hook in list(self.before_put):
+            matches, first = hook
+            if matches(params["Item"]):
+                self.before_put.remove(hook)
+                first()
+
     def _command_sent(self, parsed: dict[str, Any], **_: Any) -> None:
-        """moto sends a command without targets to every instance: keep only the requested ones."""
+        """moto sends a command without targets to every instance: keep only the requested ones.
+        A command just sent is InProgress (moto says Success at once) until the test finishes it."""
         from moto.ssm.models import ssm_backends
 
         if "Command" not in parsed:
@@ -268,6 +290,8 @@ class Fakes:
             if command.command_id == command_id:
                 command.instance_ids = list(self._targets)
                 command.invocations = [i for i in command.invocations if i["InstanceId"] in self._targets]
+                for inv in command.invocations:
+                    inv.update(Status="InProgress", StatusDetails="InProgress")
 
     def _send_command(self, request: Any, **_: Any) -> AWSResponse | None:
         if self.throttles.get("ssm.SendCommand", 0) > 0:

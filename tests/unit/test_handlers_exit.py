@@ -235,29 +235,6 @@ def test_terminated_before_the_drain_finished_removes_once(world, cluster, state
     assert w not in world.nodes()
 
 
-def test_terminate_before_the_join_completed_closes_the_join_without_a_ghost(world, cluster):
-    # Given a worker whose bootstrap is still running (no node id yet)
-    _managers, _workers, nodes = cluster
-    (w,) = world.workers(1)
-    world.lifecycle(w)
-    (boot,) = [s for s in world.sent("bootstrap-node") if s.instance_id == w]
-
-    # When Auto Scaling terminates it
-    result = world.terminating(w)
-
-    # Then the terminate action continues at once (nothing to drain), the join is closed, no CONTINUE
-    # of the launch action
-    assert result["outcome"] == "removed"
-    assert world.terminate_results(w) == ["CONTINUE"]
-    assert world.fakes.lifecycle_results[w] == ["CONTINUE"]  # the terminate one only
-    assert world.in_flight() == []
-
-    # When the bootstrap's late result arrives, then it is ignored: the node is not recorded
-    assert world.bootstrap_succeeds(boot) is not None
-    assert w not in world.nodes() and "swarmkeeper:node-id" not in world.tags(w)
-    assert world.sent("verify-node")[-1].parameters["NodeId"] in nodes.values()
-
-
 def test_terminate_after_bootstrap_but_before_verify_drains_the_known_node(world, cluster):
     # Given a worker that joined the swarm but is not verified yet
     _managers, _workers, _nodes = cluster
@@ -270,7 +247,7 @@ def test_terminate_after_bootstrap_but_before_verify_drains_the_known_node(world
 
     # Then its node is drained and removed (no ghost), and the late verify result changes nothing
     verify = next(s for s in world.sent("verify-node") if s.parameters["NodeId"] == node_id)
-    assert world.verify_succeeds(verify)["outcome"] == "ignore"
+    assert world.verify_succeeds(verify)["outcome"] == "leave-begun"
     drain_done(world, node_id)
     left(world, w)
     removed(world, node_id)

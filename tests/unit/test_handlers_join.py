@@ -11,14 +11,6 @@ from join_world import AGENT_WAIT, CLUSTER, SWARM_ID, TABLE, WORKERS, load_event
 from swarmkeeper.domain.errors import MalformedEvent
 
 
-@pytest.fixture
-def manager(world):
-    """A cluster with one joined manager."""
-    (m,) = world.managers(1)
-    world.join(m)
-    return m
-
-
 def test_first_manager_initializes_and_joins(world):
     # Given an empty cluster and a manager launching
     (m,) = world.managers(1)

@@ -95,9 +95,7 @@ def test_spot_drain_fits_in_the_two_minute_warning():
 
 
 def test_terminate_replaces_a_join_in_flight_on_its_version():
-    join = JoinOp(
-        LEAVING, Role.WORKER, IDENTITY.worker_group, Stage.BOOTSTRAPPING, 4, NOW, NOW, "j", "lifecycle"
-    )
+    join = JoinOp(LEAVING, Role.WORKER, IDENTITY.worker_group, Stage.WAITING, 4, NOW, NOW, "j", "lifecycle")
     d = decide_leave(
         LeaveRequested(LEAVING, "lifecycle", "c", IDENTITY.worker_group),
         facts(node_id="", join=join),
@@ -105,8 +103,9 @@ def test_terminate_replaces_a_join_in_flight_on_its_version():
         NOW,
         POLICY,
     )
-    create, complete = d.actions
+    create, cancelled, complete = d.actions
     assert create.replacing == 4 and create.op.version == 5 and create.op.stage is LeaveStage.DONE
+    assert cancelled.event.detail_type == "Node Join Cancelled"
     assert complete == CompleteTerminate(LEAVING, IDENTITY.worker_group)
 
 

@@ -143,6 +143,11 @@ class StateTable:
         item = self._get(op_pk(instance_id))
         return _op_from_item(item) if item and item.get("kind", "join") == "join" else None
 
+    def get_op_or_leave(self, instance_id: str) -> JoinOp | LeaveOp | None:
+        """The instance's op item, whichever kind it is."""
+        join, leave = self.get_ops(instance_id)
+        return leave if leave is not None else join
+
     def get_ops(self, instance_id: str) -> tuple[JoinOp | None, LeaveOp | None]:
         """The instance's op item, read once: (join op, None) or (None, leave op) or (None, None)."""
         item = self._get(op_pk(instance_id))
@@ -157,8 +162,13 @@ class StateTable:
         return self._put(_op_to_item(op), "attribute_not_exists(pk)")
 
     def save_op(self, op: JoinOp) -> bool:
-        """False when someone else moved the op on (the stored version is not op.version - 1)."""
-        return self._put(_op_to_item(op), "version = :previous", {":previous": op.version - 1})
+        """False when someone else moved the op on (the stored version is not op.version - 1), or a
+        leave replaced it: from then on no write of the join lands."""
+        return self._put(
+            _op_to_item(op),
+            "kind = :join AND version = :previous",
+            {":join": "join", ":previous": op.version - 1},
+        )
 
     # --- leave operations ------------------------------------------------------------------
 

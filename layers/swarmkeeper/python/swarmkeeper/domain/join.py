@@ -5,6 +5,11 @@ state, operation in flight, now).
 (``swarmkeeper.flows.join``) gathers the facts and executes the actions; three actions can send it
 back here with fresh facts (``AcquireInitLock`` always; ``RunBootstrap`` when the SSM agent has not
 registered, as ``AgentNotReady``). Nothing here touches AWS.
+
+A join ends in one conditional write of its op, made before anything it announces: ADMITTING (then
+the tag, the node record, CONTINUE and Node Joined) or FAILED (then ABANDON and Node Join Failed). A
+leave replaces the op on its version (``domain.leave``): once it has, that write fails and the join
+announces nothing; every later stimulus finds the leave's op and is answered ``leave-begun``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from swarmkeeper.domain.models import (
     ClusterState,
     InstanceFacts,
     JoinOp,
+    LeaveOp,
     LifecycleResult,
     Mode,
     Role,
@@ -234,10 +240,14 @@ def decide_join(
     stimulus: JoinStimulus,
     instance: InstanceFacts | None,
     cluster: ClusterState,
-    op: JoinOp | None,
+    op: JoinOp | LeaveOp | None,
     now: float,
     policy: JoinPolicy,
 ) -> JoinDecision:
+    if isinstance(op, LeaveOp):
+        # The join is over, whatever the stimulus says; a late bootstrap-node result is the leave's
+        # (``flows.commands`` hands it over).
+        return Decision(Outcome.LEAVE_BEGUN, f"the instance's leave began first (it is {op.stage})")
     match stimulus:
         case JoinRequested():
             return _on_join_requested(stimulus, instance, cluster, op, now, policy)
@@ -374,6 +384,9 @@ def _on_command_finished(
     if s.status in NON_TERMINAL:
         return _ignore(f"command {s.status}")
     ok = s.status == TERMINAL_SUCCESS
+    if op.stage is Stage.ADMITTING and s.action == "verify-node" and ok:
+        # Its verify's Success again (a retry after a crash mid-admission): what the admission had to do.
+        return _admit(op, now, policy, commit=False, alive=_alive(instance))
     if op.stage is Stage.BOOTSTRAPPING and s.action == "bootstrap-node":
         return _after_bootstrap(s, ok, instance, cluster, op, now, policy)
     if op.stage is Stage.VERIFYING and s.action == "verify-node":
@@ -443,17 +456,26 @@ def _after_verify(
         state = instance.state if instance else "not found"
         reason = f"node {op.node_id} is ready but its instance is {state}"
         return _fail(op, reason, cluster, now, policy, complete=False)
-    closed = _next(op, stage=Stage.JOINED, reason="joined")
+    admitting = _next(op, stage=Stage.ADMITTING, command_id=s.command_id, reason="verified ready")
+    return _admit(admitting, now, policy, commit=True, alive=True)
+
+
+def _admit(op: JoinOp, now: float, policy: JoinPolicy, commit: bool, alive: bool) -> JoinDecision:
+    """The admission of a verified node: the ADMITTING write first (``commit``; a leave that began
+    before it makes it fail, and then nothing below happens), then what it announces (CONTINUE while
+    the instance is ``alive``), then JOINED."""
+    closed = _closing(_next(op, stage=Stage.JOINED, reason="joined"), now, policy)
     return Decision(
         Outcome.JOINED,
         f"node {op.node_id} is ready as {op.role}",
         (
+            *((SaveJoin(op),) if commit else ()),
             TagNode(op.instance_id, op.node_id),
             RecordNode(op.instance_id, op.node_id, op.role, op.verifier),
-            CompleteLifecycle(op.instance_id, op.group, LifecycleResult.CONTINUE),
+            *((CompleteLifecycle(op.instance_id, op.group, LifecycleResult.CONTINUE),) if alive else ()),
             Publish(_event(policy, op, NODE_JOINED, f"ready as {op.role}")),
-            SaveJoin(_closing(closed, now, policy)),
             *((WakeWaitingJoins(),) if op.role is Role.MANAGER else ()),
+            SaveJoin(closed),
         ),
     )
 
@@ -545,12 +567,15 @@ def _wait(
 def _fail(
     op: JoinOp, reason: str, cluster: ClusterState, now: float, policy: JoinPolicy, complete: bool = True
 ) -> JoinDecision:
+    # Closed first: a leave that replaced the op meanwhile makes the write fail, so a join the leave
+    # cancelled is never also announced as failed. A crash right after it leaves the launch action to
+    # its default result, which is ABANDON too.
     closed = _closing(_next(op, stage=Stage.FAILED, reason=reason), now, policy)
     actions: tuple[JoinAction, ...] = (
+        SaveJoin(closed),
         *_release_if_held(op, cluster, now),
         *((CompleteLifecycle(op.instance_id, op.group, LifecycleResult.ABANDON),) if complete else ()),
         Publish(_event(policy, op, NODE_JOIN_FAILED, reason)),
-        SaveJoin(closed),
     )
     return Decision(Outcome.FAILED, reason, tuple(dict.fromkeys(actions)))
 

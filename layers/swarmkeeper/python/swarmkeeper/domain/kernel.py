@@ -28,6 +28,7 @@ class Outcome(StrEnum):
     VERIFY = "verify"
     JOINED = "joined"
     FAILED = "failed"
+    LEAVE_BEGUN = "leave-begun"  # the instance's op is a leave: the join is over
     # leave
     DRAIN = "drain"
     LEAVE = "leave"

@@ -19,6 +19,12 @@ the quorum guard, keeping the cluster's spare while Auto Scaling brings in a rep
 manager-change lock, so two manager changes never overlap. While it waits it heartbeats the lifecycle
 action; past the op's deadline (the hook budget) the action is completed anyway and what is left is
 reconcile's.
+
+A leave that overlaps a join replaces its op (the join then announces nothing) and publishes Node
+Join Cancelled. With the join's bootstrap-node in flight it waits (awaiting-bootstrap: polls, heart-
+beats, up to the drain budget) for its result: a node id starts the leave above, none closes it. Past
+that wait the instance goes, and a node id reported even later is removed at once (as a dead node's).
+A join already admitting (its write landed first) is a joined node, drained once Node Joined is out.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from swarmkeeper.domain.models import (
     LeaveOp,
     LeaveStage,
     Role,
+    Stage,
 )
 from swarmkeeper.domain.view import ClusterView
 
@@ -55,10 +62,14 @@ NODE_REMOVED = "Node Removed"
 DEAD_NODE_REMOVED = "Dead Node Removed"
 MANAGER_DEMOTED = "Manager Demoted"
 QUORUM_AT_RISK = "Quorum At Risk"
+NODE_JOIN_CANCELLED = "Node Join Cancelled"  # the end of a join that a leave overtook
 
 _STAGE_OF = {DRAIN: LeaveStage.DRAINING, LEAVE: LeaveStage.LEAVING, REMOVE: LeaveStage.REMOVING}
 
 VIA_LIFECYCLE, VIA_SPOT, VIA_REBALANCE, VIA_STATE = "lifecycle", "spot", "rebalance", "state"
+
+BOOTSTRAP_RESULT = "the result of the bootstrap-node in flight"
+ADMISSION = "the join's admission to be announced"
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,7 @@ class LeavePolicy:
     replacement_poll_seconds: int = 30  # delay between looks for a replacement (its join wakes sooner)
     quorum_wait_seconds: int = 1800  # how long a manager removal may wait for the guard / lock
     removal_seconds: int = 600  # leave + remove after the drain
+    admission_wait_seconds: int = 2  # the pause before draining a node whose join was admitting
     manager_attempts: int = 3  # managers tried per stage before waiting
     lock_seconds: int = 1200  # manager-change lock lease (longer than remove-node may run)
     closed_op_seconds: int = 86_400
@@ -89,8 +101,10 @@ class LeavePolicy:
 
     def budget(self, via: str, role: Role) -> int:
         """From the op's start to completing the lifecycle action whatever happened."""
-        wait = self.quorum_wait_seconds if role is Role.MANAGER else 0
-        return self.drain_budget(via) + self.removal_seconds + wait
+        return self.drain_budget(via) + self.removal_budget(role)
+
+    def removal_budget(self, role: Role) -> int:
+        return self.removal_seconds + (self.quorum_wait_seconds if role is Role.MANAGER else 0)
 
     def replacement_wait_until(self, op: LeaveOp) -> float:
         """When a removal stops waiting for a replacement: what is left is for the removal itself."""
@@ -129,6 +143,18 @@ class LeaveCommandFinished:
 
 
 @dataclass(frozen=True)
+class BootstrapReported:
+    """The result of the bootstrap-node of the join a leave cancelled: its status event (handed over
+    by ``flows.commands``), or its invocation as a step of the leave reads it."""
+
+    instance_id: str
+    command_id: str
+    status: str
+    node_id: str = ""  # what bootstrap-node printed; "": no node id
+    role: Role | None = None  # the role it joined as
+
+
+@dataclass(frozen=True)
 class LeaveNotDelivered:
     """SendCommand said InvalidInstanceId: ``target`` is gone or its agent is not registered."""
 
@@ -138,7 +164,7 @@ class LeaveNotDelivered:
     target: str
 
 
-LeaveStimulus = LeaveRequested | LeaveStepDue | LeaveCommandFinished | LeaveNotDelivered
+LeaveStimulus = LeaveRequested | LeaveStepDue | LeaveCommandFinished | LeaveNotDelivered | BootstrapReported
 
 
 @dataclass(frozen=True)
@@ -151,6 +177,7 @@ class LeaveFacts:
     managers: tuple[str, ...] = ()  # instances that may run manager-side commands, best first
     lock_holder: str | None = None  # holder of an unexpired manager-change lock
     replacements: GroupLaunches = field(default_factory=GroupLaunches)  # what the manager group brings in
+    bootstrap: BootstrapReported | None = None  # the join's bootstrap-node in flight, as read now
 
 
 # ------------------------------------------------------------------------------------- actions
@@ -242,6 +269,8 @@ def decide_leave(
             return _on_finished(stimulus, facts, op, now, policy)
         case LeaveNotDelivered():
             return _on_not_delivered(stimulus, facts, op, now, policy)
+        case BootstrapReported():
+            return _on_bootstrap_reported(stimulus, facts, op, now, policy)
     raise TypeError(f"unknown stimulus {stimulus!r}")
 
 
@@ -256,6 +285,10 @@ def _on_request(
         return _on_request_in_flight(s, f, op, now, p)
     if s.via == VIA_REBALANCE and (f.role is Role.MANAGER or not p.rebalance_drain_workers):
         return _ignore(f"rebalance recommendation: {f.role}s are not drained on it")
+    join = f.join if f.join is not None and not f.join.stage.closed else None
+    if s.via == VIA_REBALANCE and join is not None:
+        # A recommendation, not a notice: the join goes on; a later terminate or warning finds it.
+        return _ignore(f"rebalance recommendation: its join is {join.stage}")
     gone = s.via == VIA_STATE or f.instance is None or f.instance.gone
     via = VIA_STATE if gone and s.via != VIA_LIFECYCLE else s.via
     replacing = f.join.version if f.join is not None else None
@@ -274,20 +307,63 @@ def _on_request(
         group=s.group,
         expires_at=now + p.budget(via, f.role) + p.closed_op_seconds,
     )
+    # The join in flight is cancelled (only one leave wins the replacement), unless it was admitting.
+    cancelled: tuple[LeaveAction, ...] = ()
+    if join is not None and join.stage is not Stage.ADMITTING:
+        cancelled = (Publish(_event(p, new, NODE_JOIN_CANCELLED, f"the instance left first ({via} event)")),)
+    if join is not None and join.stage is Stage.BOOTSTRAPPING and not f.node_id:
+        return _await_bootstrap(new, join, replacing, cancelled, now, p)
     if not f.node_id:
-        # Never joined (or its join is still in flight without a node): nothing to drain or remove.
+        # Never joined: nothing to drain or remove.
         closed = _closing(replace(new, stage=LeaveStage.DONE, reason="never joined the swarm"), now, p)
-        actions: tuple[LeaveAction, ...] = (CreateLeave(closed, replacing),)
+        actions: tuple[LeaveAction, ...] = (CreateLeave(closed, replacing), *cancelled)
         if s.group:
             actions += (CompleteTerminate(s.instance_id, s.group),)
         return Decision(Outcome.REMOVED, "no swarm node to remove: never joined", actions)
     if gone:
         removing = replace(new, stage=LeaveStage.REMOVING)
         d = _to_removal(removing, f, now, p, fresh=True, reason=f"instance is {_state(f)}")
-        return Decision(d.outcome, d.reason, (CreateLeave(removing, replacing), *d.actions))
-    started = (CreateLeave(new, replacing), Publish(_event(p, new, NODE_DRAINING, f"{via} event")))
+        return Decision(d.outcome, d.reason, (CreateLeave(removing, replacing), *cancelled, *d.actions))
+    if join is not None and join.stage is Stage.ADMITTING:
+        # Its join's write landed first and Node Joined is being announced: drain right after.
+        pausing = replace(new, waiting_for=ADMISSION)
+        step = LeaveStepDue(s.instance_id, pausing.version, s.correlation_id)
+        delay = p.admission_wait_seconds
+        why = f"its join is being admitted: drain in {delay}s"
+        return Decision(Outcome.WAIT, why, (CreateLeave(pausing, replacing), ScheduleLeaveStep(step, delay)))
+    started = (
+        CreateLeave(new, replacing),
+        *cancelled,
+        Publish(_event(p, new, NODE_DRAINING, f"{via} event")),
+    )
     d = _send_drain(new, f, now, p)
     return Decision(Outcome.DRAIN, d.reason, started + d.actions)
+
+
+def _await_bootstrap(
+    new: LeaveOp,
+    join: JoinOp,
+    replacing: int | None,
+    cancelled: tuple[LeaveAction, ...],
+    now: float,
+    p: LeavePolicy,
+) -> LeaveDecision:
+    """The join's bootstrap-node is in flight, so the node may be joining right now: wait for its
+    result rather than decide it never joined."""
+    waiting = replace(
+        new,
+        stage=LeaveStage.AWAITING_BOOTSTRAP,
+        waiting_for=BOOTSTRAP_RESULT,
+        bootstrap_command=join.command_id,
+        awaiting_bootstrap=True,
+    )
+    step = LeaveStepDue(new.instance_id, waiting.version, new.correlation_id)
+    delay = _bounded(p.poll_seconds, waiting.drain_deadline - now)
+    command = join.command_id or "(its id not recorded yet)"
+    why = f"bootstrap-node {command} in flight: its result awaited up to {int(waiting.drain_deadline - now)}s"
+    return Decision(
+        Outcome.WAIT, why, (CreateLeave(waiting, replacing), *cancelled, ScheduleLeaveStep(step, delay))
+    )
 
 
 def _on_request_in_flight(
@@ -307,6 +383,9 @@ def _on_request_in_flight(
             f"leave {op.stage}: the lifecycle action waits for it",
             (SaveLeave(held), *_resume(held)),
         )
+    if s.via == VIA_STATE and op.stage is LeaveStage.AWAITING_BOOTSTRAP:
+        # A result sent before it went may still come: the wait goes on, a node id it brings is removed.
+        return _ignore("awaiting its bootstrap-node's result: the instance went meanwhile")
     if s.via == VIA_STATE and not op.stage.closed and op.stage is not LeaveStage.REMOVING:
         # The instance went away mid-drain: nothing left to drain or leave, remove it now.
         removing = replace(op, stage=LeaveStage.REMOVING, excluded=(), attempts=0, waiting_for="")
@@ -324,12 +403,21 @@ def _on_step(s: LeaveStepDue, f: LeaveFacts, op: LeaveOp | None, now: float, p: 
     if now >= op.deadline:
         return _give_up(op, f"gave up at {op.stage} after {int(now - op.started_at)}s", now, p)
     gone = f.instance is None or f.instance.gone
+    if op.stage is LeaveStage.AWAITING_BOOTSTRAP:
+        if f.bootstrap is not None and f.bootstrap.status not in NON_TERMINAL:
+            return _on_bootstrap_reported(f.bootstrap, f, op, now, p)
+        if now >= op.drain_deadline:
+            return _stop_awaiting(op, now, p)
+        return _wait(op, BOOTSTRAP_RESULT, now, p, _bounded(p.poll_seconds, op.drain_deadline - now))
     if op.stage is LeaveStage.DRAINING:
         if gone:
             return _to_removal(op, f, now, p, fresh=True, reason="instance is gone")
         if now >= op.drain_deadline:
             return _after_drain(op, f, now, p, f"drain budget of {p.drain_budget(op.via)}s spent")
-        return _send_drain(op, f, now, p)
+        d = _send_drain(op, f, now, p)
+        if op.waiting_for == ADMISSION:  # the drain of a node whose join was admitting, announced now
+            return replace(d, actions=(Publish(_event(p, op, NODE_DRAINING, f"{op.via} event")), *d.actions))
+        return d
     if op.stage is LeaveStage.LEAVING:
         return _after_leave(op, f, now, p)
     return _to_removal(op, f, now, p, fresh=False)
@@ -395,6 +483,62 @@ def _on_not_delivered(
     release = (ReleaseManagerLock(op.instance_id),) if op.role is Role.MANAGER else ()
     d = _retry_removal(failed, f, now, p, fresh=False)
     return replace(d, actions=release + d.actions)
+
+
+def _on_bootstrap_reported(
+    s: BootstrapReported, f: LeaveFacts, op: LeaveOp | None, now: float, p: LeavePolicy
+) -> LeaveDecision:
+    if op is None or not op.awaiting_bootstrap:
+        return _ignore("no leave awaiting a bootstrap-node result")
+    if op.bootstrap_command and s.command_id != op.bootstrap_command:
+        return _ignore(f"stale command {s.command_id} (the cancelled join's is {op.bootstrap_command})")
+    if s.status in NON_TERMINAL:
+        return _ignore(f"command {s.status}")
+    settled = replace(op, awaiting_bootstrap=False, bootstrap_command=s.command_id, waiting_for="")
+    if not s.node_id:
+        if op.stage.closed:
+            return _ignore(f"bootstrap-node {s.status} without a node id: nothing joined")
+        closed = replace(settled, stage=LeaveStage.DONE, reason="never joined the swarm")
+        ended = (CompleteTerminate(op.instance_id, op.group),) if op.group else ()
+        why = f"bootstrap-node {s.status} without a node id: never joined"
+        return Decision(Outcome.REMOVED, why, (*ended, SaveLeave(_closing(_next(closed), now, p))))
+    joined = replace(settled, node_id=s.node_id, role=s.role or op.role)
+    if op.stage.closed:
+        # The instance was let go before the result came: remove its node now, as a dead node.
+        budget = p.removal_budget(joined.role)
+        reopened = replace(
+            joined,
+            stage=LeaveStage.REMOVING,
+            via=VIA_STATE,
+            group=None,
+            started_at=now,
+            drain_deadline=now,
+            deadline=now + budget,
+            expires_at=now + budget + p.closed_op_seconds,
+            reason="",
+        )
+        why = f"its bootstrap-node reported node {s.node_id} after the instance was let go"
+        return _to_removal(reopened, f, now, p, fresh=True, reason=why)
+    if op.stage is not LeaveStage.AWAITING_BOOTSTRAP:
+        return _ignore(f"leave is {op.stage}: its node is known")
+    if f.instance is None or f.instance.gone:
+        why = f"joined as {s.node_id}; instance is {_state(f)}"
+        return _to_removal(replace(joined, stage=LeaveStage.REMOVING), f, now, p, fresh=True, reason=why)
+    draining = replace(joined, stage=LeaveStage.DRAINING)
+    d = _send_drain(draining, f, now, p)
+    event = Publish(_event(p, draining, NODE_DRAINING, f"{op.via} event; joined as {s.node_id} meanwhile"))
+    return Decision(Outcome.DRAIN, d.reason, (event, *d.actions))
+
+
+def _stop_awaiting(op: LeaveOp, now: float, p: LeavePolicy) -> LeaveDecision:
+    """The wait for the bootstrap-node's result is over: let the instance go. The op stays
+    ``awaiting_bootstrap``: a node id the result brings later is removed then."""
+    why = f"bootstrap-node still without a result after {int(now - op.started_at)}s"
+    closed = _closing(_next(op, stage=LeaveStage.DONE, reason=why), now, p)
+    ended = (CompleteTerminate(op.instance_id, op.group),) if op.group else ()
+    return Decision(
+        Outcome.COMPLETE, f"{why}: a node id it reports is removed then", (*ended, SaveLeave(closed))
+    )
 
 
 # ------------------------------------------------------------------------------------- stages
@@ -537,6 +681,11 @@ def _wait(op: LeaveOp, what: str, now: float, p: LeavePolicy, delay: int) -> Lea
         actions += (Heartbeat(op.instance_id, op.group),)
     step = LeaveStepDue(op.instance_id, waiting.version, op.correlation_id)
     return Decision(Outcome.WAIT, f"waiting {delay}s for {what}", (*actions, ScheduleLeaveStep(step, delay)))
+
+
+def _bounded(delay: int, left: float) -> int:
+    """``delay``, but never past what is ``left`` of a wait (at least a second)."""
+    return int(max(1, min(delay, left)))
 
 
 def _resume(op: LeaveOp) -> tuple[LeaveAction, ...]:

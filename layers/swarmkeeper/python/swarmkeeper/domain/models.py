@@ -24,6 +24,9 @@ class Stage(StrEnum):
     BOOTSTRAPPING = "bootstrapping"  # bootstrap-node sent to the instance
     AWAITING_VERIFIER = "awaiting-verifier"  # joined; waiting for a joined manager to verify from
     VERIFYING = "verifying"  # verify-node sent to a manager
+    # Verified Ready and committed (the write a leave cannot overtake): tag, node record, CONTINUE and
+    # Node Joined are under way; a redelivered verify status does them again.
+    ADMITTING = "admitting"
     JOINED = "joined"  # closed: success
     FAILED = "failed"  # closed: failure
 
@@ -159,6 +162,9 @@ class GroupLaunches:
 
 
 class LeaveStage(StrEnum):
+    # The join it cancelled had a bootstrap-node in flight: wait for its result (a node id to remove,
+    # or none: never joined) before anything else.
+    AWAITING_BOOTSTRAP = "awaiting-bootstrap"
     DRAINING = "draining"  # drain-node sent to a manager, or waiting to poll it again
     LEAVING = "leaving"  # leave-swarm sent to the leaving node itself (best effort)
     REMOVING = "removing"  # waiting for a fresh view / the quorum guard, or remove-node sent to a manager
@@ -196,6 +202,10 @@ class LeaveOp:
     spare_waived: bool = False  # removed without a spare manager: the replacement came too late
     reason: str = ""
     expires_at: float = 0.0
+    # The cancelled join's bootstrap-node ("" when its id was never recorded), and whether its result
+    # is still to come: a node id it reports, even after this op closed, is removed at once.
+    bootstrap_command: str = ""
+    awaiting_bootstrap: bool = False
 
     @property
     def graceful(self) -> bool:

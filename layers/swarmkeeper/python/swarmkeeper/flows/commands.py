@@ -7,7 +7,7 @@ from swarmkeeper.domain.leave import DRAIN, LEAVE, REMOVE
 from swarmkeeper.domain.reconcile_pass import DESCRIBE
 from swarmkeeper.domain.rotation import ROTATE
 from swarmkeeper.flows.join import BOOTSTRAP, VERIFY, JoinFlow
-from swarmkeeper.flows.leave import LeaveFlow, leaving_instance
+from swarmkeeper.flows.leave import LeaveFlow, bootstrap_reported, leaving_instance
 from swarmkeeper.flows.reconcile import Reconcile
 from swarmkeeper.flows.rotation import TokenRotation
 from swarmkeeper.inputs import CommandStatusChange
@@ -40,9 +40,21 @@ class CommandStatusRouter:
             return Decision(Outcome.IGNORE, f"command {change.status}")
         action = name.removeprefix(prefix)
         if action in (BOOTSTRAP, VERIFY):
-            return self.join.command_finished(
+            finished = self.join.result(
                 action, change.command_id, change.instance_id, change.status, change.correlation_id
             )
+            if finished is None:
+                return Decision(
+                    Outcome.IGNORE, f"{action} command {change.command_id} was not sent by the join flow"
+                )
+            decision = self.join.finished(finished)
+            if decision.outcome is Outcome.LEAVE_BEGUN and action == BOOTSTRAP:
+                # The leave that overtook the join awaits this result: a node id in it is removed.
+                reported = bootstrap_reported(
+                    finished.instance_id, finished.command_id, finished.status, finished.bootstrap
+                )
+                return self.leave.bootstrap_reported(reported)
+            return decision
         if action == ROTATE:
             return self.rotation.finished(change.command_id, change.instance_id, change.status)
         if action == DESCRIBE:

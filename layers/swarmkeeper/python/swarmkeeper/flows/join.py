@@ -7,7 +7,9 @@ bootstrap-node or verify-node command). Each runs the ``flows.flow`` loop: gathe
 ``domain.join.decide_join``, execute the actions in order. Two actions send it back for another decision
 (``AcquireInitLock``; ``RunBootstrap`` refused because the SSM agent has not registered); that
 decision reuses the instance, the op as this run saved it and the cluster facts, except after a
-write of the init lock: then whether the cluster exists and who holds the lock are read again.
+write of the init lock: then whether the cluster exists and who holds the lock are read again. A
+command's result whose op write loses a race is decided again on the op as stored: when a leave took
+the op over, the result is the leave's (``flows.commands`` hands a bootstrap-node result to it).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from swarmkeeper.domain.models import (
     ClusterState,
     InstanceFacts,
     JoinOp,
+    LeaveOp,
     LeaveStage,
     LifecycleResult,
     OpKind,
@@ -85,9 +88,10 @@ class JoinNotSettled(SwarmkeeperError):
 
 @dataclass(frozen=True)
 class _Facts:
+    stimulus: JoinStimulus
     instance: InstanceFacts | None
     cluster: ClusterState
-    op: JoinOp | None
+    op: JoinOp | LeaveOp | None  # a leave op: the instance's leave began, the join is over
 
 
 def join_comment(instance_id: str) -> str:
@@ -142,13 +146,25 @@ class JoinFlow:
         self, action: str, command_id: str, instance_id: str, status: str, correlation_id: str
     ) -> JoinDecision:
         """A terminal status of a bootstrap-node / verify-node command (``instance_id``: where it ran)."""
+        finished = self.result(action, command_id, instance_id, status, correlation_id)
+        if finished is None:
+            return Decision(Outcome.IGNORE, f"{action} command {command_id} was not sent by the join flow")
+        return self.finished(finished)
+
+    def result(
+        self, action: str, command_id: str, instance_id: str, status: str, correlation_id: str
+    ) -> JoinCommandFinished | None:
+        """The command's result as the join reads it; None when the join flow did not send it."""
         invocation = self.a.commands.invocation(command_id, instance_id)
         joining = (joining_instance(invocation.comment) if invocation else None) or (
             instance_id if action == BOOTSTRAP else None
         )
         if joining is None:
-            return Decision(Outcome.IGNORE, f"{action} command {command_id} was not sent by the join flow")
-        return self._run(_finished(action, command_id, joining, status, correlation_id, invocation))
+            return None
+        return _finished(action, command_id, joining, status, correlation_id, invocation)
+
+    def finished(self, stimulus: JoinCommandFinished) -> JoinDecision:
+        return self._run(stimulus)
 
     # --- the flow --------------------------------------------------------------------------
 
@@ -160,13 +176,13 @@ class JoinFlow:
 
     def gather(self, stimulus: JoinStimulus, known: Known) -> _Facts:
         iid = stimulus.instance_id
-        op = known.take(("op", iid), lambda: self.a.state.get_op(iid))
-        if isinstance(stimulus, JoinStepDue) and _stale(stimulus, op):
-            # A stale step (its op moved on, e.g. the agent-ready event came first): the decision
-            # ignores it on the op alone.
-            return _Facts(None, ClusterState(), op)
+        op = known.take(("op", iid), lambda: self.a.state.get_op_or_leave(iid))
+        if isinstance(op, LeaveOp) or (isinstance(stimulus, JoinStepDue) and _stale(stimulus, op)):
+            # The instance's leave began, or a stale step (its op moved on, e.g. the agent-ready event
+            # came first): the decision answers on the op alone.
+            return _Facts(stimulus, None, ClusterState(), op)
         instance = known.get(("instance", iid), lambda: self.a.instances.describe(iid))
-        return _Facts(instance, self._cluster_state(stimulus, op, known), op)
+        return _Facts(stimulus, instance, self._cluster_state(stimulus, op, known), op)
 
     def _cluster_state(self, stimulus: JoinStimulus, op: JoinOp | None, known: Known) -> ClusterState:
         """Only the facts the decision can use for this op's stage (saves calls)."""
@@ -201,14 +217,14 @@ class JoinFlow:
                     raise Stop(Outcome.STOPPED, "a join for this instance was started by another event")
                 known.put(("op", new.instance_id), new)
             case SaveJoin(op=new):
-                self._save(new, known)
+                self._save(new, known, facts)
             case AcquireInitLock(holder=holder, expires_at=expires_at):
                 got = a.state.acquire_lock(holder, now, expires_at)
                 logger.info("init lock", extra={"instance_id": holder, "acquired": got})
                 # Taken or not, read the lock again, and whether the cluster exists: a holder may have
                 # initialized it and released the lock between this run's two reads.
                 known.forget(_SWARM)
-                current = known.get(("op", holder), lambda: a.state.get_op(holder))
+                current = known.get(("op", holder), lambda: a.state.get_op_or_leave(holder))
                 raise Redecide(JoinStepDue(holder, current.version if current else 0))
             case ReleaseInitLock(holder=holder):
                 a.state.release_lock(holder)
@@ -234,13 +250,14 @@ class JoinFlow:
                             document, then.instance_id, params, join_comment(then.instance_id)
                         ),
                         known,
+                        facts,
                     )
                 except AgentNotRegistered as err:
                     # Back to waiting, so the decision sees the agent is not ready yet.
                     waiting = replace(
                         then, stage=Stage.WAITING, command_id="", waiting_for="", version=then.version + 1
                     )
-                    self._save(waiting, known)
+                    self._save(waiting, known, facts)
                     raise Redecide(AgentNotReady(then.instance_id, waiting.version)) from err
             case RunVerify(target=target, node_id=node_id, then=then):
                 params = {"NodeId": node_id, "Role": str(then.role), "TimeoutSeconds": "60"}
@@ -249,6 +266,7 @@ class JoinFlow:
                     then,
                     lambda: a.commands.send(document, target, params, join_comment(then.instance_id)),
                     known,
+                    facts,
                 )
             case ScheduleJoinStep(step=step, delay_seconds=delay):
                 a.steps.schedule(step, delay)
@@ -268,11 +286,19 @@ class JoinFlow:
             case _:
                 raise TypeError(f"unknown action {action!r}")
 
-    def _save(self, op: JoinOp, known: Known) -> None:
+    def _save(self, op: JoinOp, known: Known, facts: _Facts) -> None:
         """Conditional on the stored version: stored, the op is known as written."""
         if not self.a.state.save_op(op):
-            raise Stop(Outcome.STOPPED, f"join moved on elsewhere (expected version {op.version - 1})")
+            self._lost(op, known, facts)
         known.put(("op", op.instance_id), op)
+
+    def _lost(self, op: JoinOp, known: Known, facts: _Facts) -> None:
+        """A write of ``op`` found the op moved on elsewhere. A command's result is decided again on
+        the op as stored (a leave may have taken it over: the result is then the leave's)."""
+        if isinstance(facts.stimulus, JoinCommandFinished):
+            known.forget(("op", op.instance_id))
+            raise Redecide(facts.stimulus)
+        raise Stop(Outcome.STOPPED, f"join moved on elsewhere (expected version {op.version - 1})")
 
     def _wake_waiting(self, me: str) -> None:
         """A step now for each other join ``waits_for_the_swarm`` (its pending step, one version
@@ -297,12 +323,12 @@ class JoinFlow:
             self.a.steps.schedule(LeaveStepDue(instance_id, leave.version, leave.correlation_id), 0)
             logger.info("manager removal woken by a manager's join", extra={"instance_id": instance_id})
 
-    def _send(self, then: JoinOp, send: Callable[[], str], known: Known) -> None:
+    def _send(self, then: JoinOp, send: Callable[[], str], known: Known, facts: _Facts) -> None:
         """The send step (``flows.sending``) for the op at the command's stage, ``then``."""
         key = ("op", then.instance_id)
         sending = replace(then, command_id="", waiting_for="")
         if not save_send_record(sending, self.a.state.save_op, send, lambda op: known.keep(key, op)):
-            raise Stop(Outcome.STOPPED, f"join moved on elsewhere (expected version {then.version - 1})")
+            self._lost(then, known, facts)
 
     def _complete(self, instance_id: str, group: str | None, result: LifecycleResult) -> None:
         completed = False
@@ -322,7 +348,7 @@ class JoinFlow:
         return f"{self.settings.document_prefix}{action}"
 
 
-def _stale(step: JoinStepDue, op: JoinOp | None) -> bool:
+def _stale(step: JoinStepDue, op: JoinOp | LeaveOp | None) -> bool:
     return op is None or op.stage.closed or op.version != step.version
 
 

@@ -34,6 +34,7 @@ from swarmkeeper.domain.leave import (
     DRAIN,
     REMOVE,
     VIA_STATE,
+    BootstrapReported,
     CompleteTerminate,
     CreateLeave,
     ForgetNode,
@@ -56,6 +57,7 @@ from swarmkeeper.domain.leave import (
 )
 from swarmkeeper.domain.manager_removal import ANOTHER_CHANGE
 from swarmkeeper.domain.models import GroupLaunches, LeaveOp, LeaveStage, LifecycleResult, Role
+from swarmkeeper.domain.outputs import BootstrapResult
 from swarmkeeper.flows.flow import Known, Redecide, Stop, run
 from swarmkeeper.flows.managers import joined_managers_healthy_first
 from swarmkeeper.flows.sending import save_send_record
@@ -127,6 +129,10 @@ class LeaveFlow:
     def step(self, stimulus: LeaveStepDue) -> LeaveDecision:
         return self._run(stimulus)
 
+    def bootstrap_reported(self, stimulus: BootstrapReported) -> LeaveDecision:
+        """The result of the bootstrap-node of a join this flow's leave overtook."""
+        return self._run(stimulus)
+
     def command_finished(
         self, action: str, command_id: str, ran_on: str, status: str, invocation: Invocation | None
     ) -> LeaveDecision:
@@ -163,6 +169,13 @@ class LeaveFlow:
         join, leave = known.take(("ops", iid), lambda: a.state.get_ops(iid))
         if leave is not None and answered_by_the_op(stimulus, leave):
             return _Facts(LeaveFacts(None, leave.role, leave.node_id, join), leave)
+        bootstrap = None
+        if isinstance(stimulus, LeaveStepDue) and leave is not None and awaits_its_poll(stimulus, leave):
+            # The status event may be late or lost: the command says where it is.
+            invocation = a.commands.invocation(leave.bootstrap_command, iid)
+            if invocation is not None:
+                result = outputs.parse_bootstrap(invocation.stdout)
+                bootstrap = bootstrap_reported(iid, leave.bootstrap_command, invocation.status, result)
         instance = known.get(("instance", iid), lambda: a.instances.describe(iid))
         role = self.policy.identity.role_of(instance.tags) if instance is not None else None
         node_id = (instance.node_id if instance is not None else None) or ""
@@ -186,7 +199,7 @@ class LeaveFlow:
         if role is Role.MANAGER:
             holder = known.get(_LOCK_HOLDER, lambda: a.state.manager_lock_holder(self.clock()))
             launches = known.get(_LAUNCHES, lambda: a.lifecycle.launches(self.settings.manager_group_name))
-        facts = LeaveFacts(instance, role, node_id, join, view, managers, holder, launches)
+        facts = LeaveFacts(instance, role, node_id, join, view, managers, holder, launches, bootstrap)
         return _Facts(facts, leave)
 
     def execute(self, action: LeaveAction, _facts: _Facts, known: Known) -> None:
@@ -278,9 +291,28 @@ def answered_by_the_op(stimulus: LeaveStimulus, leave: LeaveOp) -> bool:
     if not isinstance(stimulus, LeaveRequested):
         return False
     removal_now = (
-        stimulus.via == VIA_STATE and not leave.stage.closed and leave.stage is not LeaveStage.REMOVING
+        stimulus.via == VIA_STATE
+        and not leave.stage.closed
+        and leave.stage not in (LeaveStage.REMOVING, LeaveStage.AWAITING_BOOTSTRAP)
     )
     return not removal_now
+
+
+def awaits_its_poll(step: LeaveStepDue, leave: LeaveOp) -> bool:
+    """A step of a leave awaiting the bootstrap-node whose id it knows: the step reads the command."""
+    return (
+        leave.stage is LeaveStage.AWAITING_BOOTSTRAP
+        and bool(leave.bootstrap_command)
+        and step.version == leave.version
+    )
+
+
+def bootstrap_reported(
+    instance_id: str, command_id: str, status: str, result: BootstrapResult | None
+) -> BootstrapReported:
+    """A bootstrap-node's status and the node it printed, if any, as the leave takes them."""
+    node_id, role = (result.node_id, result.role) if result else ("", None)
+    return BootstrapReported(instance_id, command_id, status, node_id, role)
 
 
 def _as_request(op: LeaveOp) -> LeaveRequested:

@@ -30,7 +30,8 @@ from swarmkeeper.adapters.outputs import INLINE_LIMIT, CommandOutputs, key_from_
 from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain.errors import SwarmkeeperError
-from swarmkeeper.domain.kernel import Outcome, Publish
+from swarmkeeper.domain.join import NODE_JOIN_FAILED, NODE_JOINED
+from swarmkeeper.domain.kernel import BusEvent, Outcome, Publish
 from swarmkeeper.domain.leave import REMOVE, ScheduleLeaveStep
 from swarmkeeper.domain.models import (
     ClusterIdentity,
@@ -190,7 +191,7 @@ class Reconcile:
             case Publish(event=event):
                 a.bus.publish(event)
             case SettleStuck(stuck=stuck):
-                self._settle(stuck)
+                self._settle(stuck, facts.op.correlation_id if facts.op else "")
             case RemoveDeadNodes(target=target, removals=removals):
                 self._remove(target, removals)
             case MarkUnhealthy(mark=mark):
@@ -316,7 +317,7 @@ class Reconcile:
                 )
                 return
 
-    def _settle(self, stuck: StuckOperation) -> None:
+    def _settle(self, stuck: StuckOperation, correlation_id: str) -> None:
         """Finish or roll back an operation past its deadline (``domain.reconcile`` decided which)."""
         a, s = self.a, self.settings
         join, leave = a.state.get_ops(stuck.instance_id)
@@ -335,18 +336,32 @@ class Reconcile:
         if join is None:
             logger.info("nothing stuck any more", extra={"instance_id": stuck.instance_id})
             return
-        if stuck.action is StuckAction.FINISH and stuck.node_id:
-            a.instances.tag_node_id(join.instance_id, stuck.node_id)
-            a.state.record_node(join.instance_id, stuck.node_id, str(join.role), now)
+        node_id = stuck.node_id or ""
+        finish = stuck.action is StuckAction.FINISH and bool(node_id)
+        if finish:
+            closed = replace(join, stage=Stage.JOINED, node_id=node_id, reason=stuck.reason)
+        else:
+            closed = replace(join, stage=Stage.FAILED, reason=stuck.reason)
+        # Closed first, like the join flow closes it: a leave that took the op over meanwhile wins, and
+        # then nothing of the join is done or announced.
+        if not a.state.save_op(
+            replace(closed, version=join.version + 1, waiting_for="", expires_at=closed_until)
+        ):
+            logger.info("its join moved on meanwhile", extra={"instance_id": stuck.instance_id})
+            return
+        if finish:
+            a.instances.tag_node_id(join.instance_id, node_id)
+            a.state.record_node(join.instance_id, node_id, str(join.role), now)
             if join.group:
                 a.lifecycle.complete(join.group, s.launch_hook_name, join.instance_id, "CONTINUE")
-            closed = replace(join, stage=Stage.JOINED, node_id=stuck.node_id, reason=stuck.reason)
-        else:
-            if stuck.destructive:
-                completed = bool(join.group) and a.lifecycle.complete(
-                    join.group or "", s.launch_hook_name, join.instance_id, "ABANDON"
-                )
-                if not completed:
-                    a.lifecycle.mark_unhealthy(join.instance_id)
-            closed = replace(join, stage=Stage.FAILED, reason=stuck.reason)
-        a.state.save_op(replace(closed, version=join.version + 1, waiting_for="", expires_at=closed_until))
+        elif stuck.destructive:
+            completed = bool(join.group) and a.lifecycle.complete(
+                join.group or "", s.launch_hook_name, join.instance_id, "ABANDON"
+            )
+            if not completed:
+                a.lifecycle.mark_unhealthy(join.instance_id)
+        ended = NODE_JOINED if finish else NODE_JOIN_FAILED
+        event = BusEvent(
+            ended, s.cluster_name, join.instance_id, node_id, str(join.role), stuck.reason, correlation_id
+        )
+        a.bus.publish(event)
