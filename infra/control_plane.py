@@ -311,12 +311,12 @@ class ControlPlane(Construct):
         statements = [
             iam.PolicyStatement(
                 sid="DescribeFleet",
-                # These calls support no resource-level permissions. The two Auto Scaling ones tell the
-                # flows which instances belong to the stack's groups.
+                # These calls support no resource-level permissions. Group membership is read from the
+                # instances' aws:autoscaling:groupName tag (DescribeInstances); DescribeAutoScalingGroups
+                # tells a manager removal whether a replacement is launching.
                 actions=[
                     "ec2:DescribeInstances",
                     "autoscaling:DescribeAutoScalingGroups",
-                    "autoscaling:DescribeAutoScalingInstances",
                     "ssm:GetCommandInvocation",
                 ],
                 resources=["*"],

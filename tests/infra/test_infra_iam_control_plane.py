@@ -185,7 +185,6 @@ def test_only_calls_without_resource_level_permissions_are_allowed_on_every_reso
     assert everywhere == {
         "ec2:DescribeInstances",
         "autoscaling:DescribeAutoScalingGroups",
-        "autoscaling:DescribeAutoScalingInstances",
         "ssm:GetCommandInvocation",
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
