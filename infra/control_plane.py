@@ -30,6 +30,7 @@ from infra.names import (
     GROUP_NAME_TAG,
     LAUNCH_HOOK,
     METRICS_NAMESPACE,
+    SECRETS_PATH,
     TERMINATE_HOOK,
     Names,
 )
@@ -351,6 +352,12 @@ class ControlPlane(Construct):
                 effect=iam.Effect.DENY,
                 actions=["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory"],
                 resources=[arn("ssm", "parameter", f"{parameters}/join-token/*")],
+            ),
+            iam.PolicyStatement(
+                sid="NeverReadStackSecrets",
+                effect=iam.Effect.DENY,
+                actions=["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory"],
+                resources=[arn("ssm", "parameter", f"{parameters}/{SECRETS_PATH}/*")],
             ),
             iam.PolicyStatement(
                 sid="NeverReadParametersByPath",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from aws_cdk import Acknowledgment, Annotations, Stack, Validations
 from constructs import IConstruct
 
-from infra.names import COMMAND_OUTPUT_PREFIX, GROUP_NAME_TAG
+from infra.names import COMMAND_OUTPUT_PREFIX, GROUP_NAME_TAG, STACKS_PREFIX
 
 if TYPE_CHECKING:
     from infra.stack import SwarmkeeperStack
@@ -118,4 +118,31 @@ def acknowledge(stack: SwarmkeeperStack) -> None:
         "S1",
         "Holds only transient Run Command output (expires after one day), written by the managers' role "
         "and read by the control plane's role; access logs would need another bucket for no audit gain.",
+    )
+
+    # ---- stacks -----------------------------------------------------------------------------------
+    stacks = stack.stacks
+    _ack(
+        stacks.bucket,
+        "S1",
+        "Every version of every Compose file is kept (versioning) and every change reaches the control "
+        "plane as an EventBridge event; each deploy and removal is published on the operators' bus with "
+        "the object version. Who wrote a version is CloudTrail's (data events), not an access log's.",
+    )
+    stacks_objects = (
+        f"Resource::<{Stack.of(stack).get_logical_id(stacks.bucket.node.default_child)}.Arn>/{STACKS_PREFIX}*"
+    )
+    _ack(
+        compute.manager_role,
+        f"IAM5[{stacks_objects}]",
+        f"A manager reads the Compose file of whichever stack it deploys (stacks/<name>.yml, named by "
+        f"the user); s3:GetObject(Version) only, under {STACKS_PREFIX} in the stacks bucket.",
+    )
+    secrets = partition_arn.format("ssm", f"parameter{names.secrets_parameter_prefix}/*")
+    _ack(
+        compute.manager_role,
+        f"IAM5[Resource::{secrets}]",
+        "A manager reads the SecureStrings of the secrets its stacks name (external: true), chosen by "
+        f"the user; ssm:GetParameter only, under {names.secrets_parameter_prefix}/, denied to the "
+        "control plane.",
     )

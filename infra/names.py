@@ -25,6 +25,10 @@ METRICS_NAMESPACE = "Swarmkeeper"
 # Key prefix of the Run Command output the control plane sends to S3 (describe-swarm only); the two
 # roles' S3 permissions stop at it.
 COMMAND_OUTPUT_PREFIX = "describe-swarm"
+# Key prefix of the Compose files in the stacks bucket (`stacks/<name>.yml` is deployed as stack
+# `<name>`), and the Parameter Store path, below the cluster's, of the secrets those stacks use.
+STACKS_PREFIX = "stacks/"
+SECRETS_PATH = "secrets"
 # The tag Auto Scaling puts on every instance it launches; an `aws:` tag no principal can set or change,
 # so it, not the cluster tag, scopes what the control plane may do to instances.
 GROUP_NAME_TAG = "aws:autoscaling:groupName"
@@ -93,6 +97,10 @@ class Names:
     @property
     def cluster_id_parameter(self) -> str:
         return f"{self.parameter_prefix}/cluster-id"
+
+    @property
+    def secrets_parameter_prefix(self) -> str:
+        return f"{self.parameter_prefix}/{SECRETS_PATH}"
 
     @property
     def document_prefix(self) -> str:

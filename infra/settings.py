@@ -62,6 +62,7 @@ class ClusterSettings:
     nat_gateways: int = 1
     rebalance_drain_workers: bool = True
     down_grace_seconds: int = 600
+    stack_version_days: int = 30
 
     # ---- derived values -------------------------------------------------------------------------
     @property
@@ -236,6 +237,7 @@ CONTEXT_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "natGateways": ("nat_gateways", _int_in(1, 3)),
     "rebalanceDrainWorkers": ("rebalance_drain_workers", _boolean),
     "downGraceSeconds": ("down_grace_seconds", _int_in(60, 86400)),
+    "stackVersionDays": ("stack_version_days", _int_in(1, 3650)),
 }
 
 

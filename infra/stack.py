@@ -13,6 +13,7 @@ from infra.network import Network
 from infra.observability import Alarms, OperatorsBus
 from infra.settings import ClusterSettings
 from infra.ssm_documents import Documents
+from infra.stacks import StacksBucket
 from infra.state import State
 
 
@@ -33,6 +34,7 @@ class SwarmkeeperStack(Stack):
         self.network = Network(self, "Network", settings=settings, names=names)
         self.state = State(self, "State", settings=settings, names=names)
         self.documents = Documents(self, "Documents", names=names)
+        self.stacks = StacksBucket(self, "Stacks", settings=settings, names=names)
         self.operators = OperatorsBus(self, "Operators", settings=settings, names=names)
         self.control_plane = ControlPlane(
             self, "ControlPlane", settings=settings, names=names, state=self.state, bus=self.operators.bus
@@ -48,6 +50,8 @@ class SwarmkeeperStack(Stack):
         self.compute = Compute(
             self, "Compute", settings=settings, names=names, network=self.network, state=self.state
         )
+        self.stacks.grant_managers(self.compute.manager_role, self.state.key)
+        self.stacks.grant_list(self.control_plane.role)
         # The groups' first instances already wait on the launch hook: the rules, the functions and the
         # documents that bootstrap them must exist before the groups do.
         for group in (self.compute.manager_group, self.compute.worker_group):

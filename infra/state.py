@@ -12,6 +12,8 @@ same cluster name works; they hold only transient control-plane state (the swarm
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -46,6 +48,16 @@ KEY_ADMINISTRATION = (
     "kms:CancelKeyDeletion",
     "kms:RotateKeyOnDemand",
 )
+
+
+def private_bucket() -> dict[str, Any]:
+    """What every bucket of the stack is: SSE-S3, SSL only, no public access, no ACLs."""
+    return {
+        "encryption": s3.BucketEncryption.S3_MANAGED,
+        "enforce_ssl": True,
+        "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+        "object_ownership": s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+    }
 
 
 class State(Construct):
@@ -95,10 +107,7 @@ class State(Construct):
         self.output_bucket = s3.Bucket(
             self,
             "CommandOutput",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            **private_bucket(),
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-command-output",

@@ -46,6 +46,10 @@ _PREFIX = Parameter(
 _KMS_KEY = Parameter("KmsKeyId", "KMS key for the join-token SecureStrings.", r"^[A-Za-z0-9:/_-]{1,2048}$")
 _REGION = Parameter("Region", "AWS region of the cluster.", r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
 _TIMEOUT = Parameter("TimeoutSeconds", "How long the script may wait.", r"^[0-9]{1,4}$", "60")
+# A stack name Swarm accepts as the prefix of its services' and networks' names (`<stack>_<service>`,
+# at most 63 characters, letters, digits, `_` and `-`), and the bucket key it is deployed from.
+STACK_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}"
+_STACK_NAME = Parameter("StackName", "Swarm stack name.", rf"^{STACK_NAME_PATTERN}$")
 
 PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     "bootstrap-node": (
@@ -71,6 +75,17 @@ PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     "rotate-tokens": (_PREFIX, _KMS_KEY, _REGION),
     "describe-swarm": (_PREFIX, _REGION),
     "agent-ready": (),
+    "deploy-stack": (
+        _STACK_NAME,
+        Parameter("Bucket", "The stacks bucket.", r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+        Parameter(
+            "Key", "The Compose file's key: stacks/<StackName>.yml.", rf"^stacks/{STACK_NAME_PATTERN}\.yml$"
+        ),
+        Parameter("VersionId", "The object version to deploy.", r"^[A-Za-z0-9._-]{1,1024}$"),
+        _PREFIX,
+        _REGION,
+    ),
+    "remove-stack": (_STACK_NAME,),
 }
 
 ACTIONS: tuple[str, ...] = tuple(PARAMETERS)
@@ -86,6 +101,9 @@ RESULT_FORMATS: dict[str, str] = {
     "agent-ready": "agent=ready",
     "describe-swarm": "nodes=<count> (after one line per node: "
     "<id> <role> <state> <availability> <leader|reachable|unreachable|-> <ip> <hostname>)",
+    "deploy-stack": "stack=<name> version=<object version> services=<n> secrets=<n> "
+    "(stack=<name> refused=true when the input is wrong)",
+    "remove-stack": "stack=<name> removed=true",
 }
 
 

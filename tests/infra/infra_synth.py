@@ -46,6 +46,19 @@ class Synth:
     def of_type(self, cfn_type: str) -> dict[str, dict[str, Any]]:
         return {k: r for k, r in self.resources.items() if r["Type"] == cfn_type}
 
+    def logical_id(self, cfn_type: str, prefix: str) -> str:
+        """The one resource of ``cfn_type`` whose logical id starts with ``prefix`` (its construct path)."""
+        (found,) = [k for k in self.of_type(cfn_type) if k.startswith(prefix)]
+        return found
+
+    @property
+    def output_bucket_id(self) -> str:
+        return self.logical_id("AWS::S3::Bucket", "StateCommandOutput")
+
+    @property
+    def stacks_bucket_id(self) -> str:
+        return self.logical_id("AWS::S3::Bucket", "StacksBucket")
+
     def rule(self, name: str) -> dict[str, Any]:
         (rule,) = [
             r for r in self.of_type("AWS::Events::Rule").values() if r["Properties"].get("Name") == name

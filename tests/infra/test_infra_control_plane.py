@@ -72,7 +72,7 @@ def test_one_function_per_directory_with_runtime_arch_tracing_and_handler(demo):
 
 def test_function_environment_is_exactly_the_readme_contract(demo):
     queue_id = _logical_id(demo, "AWS::SQS::Queue", "QueueName", "swarmkeeper-demo-steps")
-    (bucket_id,) = demo.of_type("AWS::S3::Bucket")
+    bucket_id = demo.output_bucket_id
     for _, props in _functions(demo).values():
         env = props["Environment"]["Variables"]
         assert env == {

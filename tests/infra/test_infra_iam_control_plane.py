@@ -39,8 +39,7 @@ def _param(name):
 
 
 def _bucket(synth):
-    (bucket_id,) = synth.of_type("AWS::S3::Bucket")
-    return f"arn:aws:test:::{bucket_id}"
+    return f"arn:aws:test:::{synth.output_bucket_id}"
 
 
 def test_control_plane_reads_only_the_cluster_id_parameter(control):

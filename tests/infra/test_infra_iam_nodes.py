@@ -65,7 +65,11 @@ NOT_FOR_THE_AGENT = (
     "ssm:PutConfigurePackageResult",
 )
 # Every AWS CLI call the documents' shell makes, and the IAM action it needs.
-CLI_ACTIONS = {("ssm", "get-parameter"): "ssm:GetParameter", ("ssm", "put-parameter"): "ssm:PutParameter"}
+CLI_ACTIONS = {
+    ("ssm", "get-parameter"): "ssm:GetParameter",
+    ("ssm", "put-parameter"): "ssm:PutParameter",
+    ("s3api", "get-object"): "s3:GetObjectVersion",  # deploy-stack: one version of a Compose file
+}
 # What each role's documents call (read from infra/documents/*.sh): (action, parameter, kms action).
 # Workers run bootstrap-node (Role=worker) and leave-swarm; managers run every document.
 SCRIPT_CALLS = {
@@ -81,10 +85,17 @@ SCRIPT_CALLS = {
         ("ssm:PutParameter", "cluster-id", None),  # bootstrap-node init
         ("ssm:PutParameter", "join-token/worker", "kms:Encrypt"),  # put_secure: init, rotate-tokens
         ("ssm:PutParameter", "join-token/manager", "kms:Encrypt"),  # put_secure: init, rotate-tokens
+        ("ssm:GetParameter", "secrets/db_password", "kms:Decrypt"),  # deploy-stack: a stack's secret
     ),
 }
+# The objects the documents read (s3api get-object): only deploy-stack, on a manager.
+SCRIPT_OBJECT_READS = {"manager": ("s3:GetObjectVersion",), "worker": ()}
 SCRIPT_PARAMETERS = {"join-token/worker", "join-token/manager", "manager-addresses", "cluster-id"}
-SCRIPT_PARAMETER_VARIABLES = {"join-token/$SK_ROLE", "join-token/$role"}  # role manager | worker
+SCRIPT_PARAMETER_VARIABLES = {
+    "join-token/$SK_ROLE",  # role manager | worker
+    "join-token/$role",
+    "secrets/$name",  # deploy-stack: the name of an external secret of the stack
+}
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +124,9 @@ def _role_arn(demo, role):
 
 
 def _kms_context(caller, token, via="ssm.us-east-1.amazonaws.com"):
-    context = {"aws:PrincipalArn": caller, "kms:EncryptionContext:PARAMETER_ARN": _own(f"join-token/{token}")}
+    """``token``: worker | manager, or the cluster-relative name of another parameter."""
+    parameter = token if "/" in token else f"join-token/{token}"
+    context = {"aws:PrincipalArn": caller, "kms:EncryptionContext:PARAMETER_ARN": _own(parameter)}
     return {**context, "kms:ViaService": via} if via else context
 
 
@@ -198,8 +211,7 @@ def test_the_account_administers_the_key_but_no_one_else_may_use_it(key, caller)
 
 
 def test_only_managers_write_command_output_and_only_under_the_describe_swarm_prefix(demo, roles):
-    (bucket_id,) = demo.of_type("AWS::S3::Bucket")
-    bucket = f"arn:aws:test:::{bucket_id}"
+    bucket = f"arn:aws:test:::{demo.output_bucket_id}"
     key = "describe-swarm/0b1c-command/i-0123/awsrunShellScript/0.awsrunShellScript/stdout"
     assert allowed(roles["manager"], "s3:PutObject", f"{bucket}/{key}")
     assert allowed(roles["manager"], "s3:PutObject", f"{bucket}/elsewhere/stdout") == []
@@ -234,7 +246,9 @@ def test_the_documents_shell_makes_only_the_aws_calls_checked_here():
         for m in re.finditer(r"\$\{?SK_PARAMETER_PREFIX\}?/([A-Za-z0-9_/$-]+)", line)
     }
     assert names <= SCRIPT_PARAMETERS | SCRIPT_PARAMETER_VARIABLES, names
-    assert {action for role in SCRIPT_CALLS.values() for action, _, _ in role} == set(CLI_ACTIONS.values())
+    checked = {action for role in SCRIPT_CALLS.values() for action, _, _ in role}
+    checked |= {action for reads in SCRIPT_OBJECT_READS.values() for action in reads}
+    assert checked == set(CLI_ACTIONS.values())
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -242,5 +256,7 @@ def test_every_call_the_documents_make_on_a_role_is_allowed(demo, roles, key, ro
     for action, name, kms_action in SCRIPT_CALLS[role]:
         assert allowed(roles[role], action, _own(name)), (action, name)
         if kms_action:
-            token = name.split("/")[-1]
-            assert _may_use_key(demo, roles, key, role, kms_action, token), (kms_action, name)
+            assert _may_use_key(demo, roles, key, role, kms_action, name), (kms_action, name)
+    stack_file = f"arn:aws:test:::{demo.stacks_bucket_id}/stacks/app.yml"
+    for action in SCRIPT_OBJECT_READS[role]:
+        assert allowed(roles[role], action, stack_file), action

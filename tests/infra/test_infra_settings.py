@@ -100,6 +100,7 @@ def test_command_line_strings_are_parsed_like_json_values():
         ({"natGateways": 0}, ["'natGateways' = 0", "between 1 and 3"]),
         ({"dockerVersion": "latest"}, ["'dockerVersion' = 'latest'", "Docker version"]),
         ({"rebalanceDrainWorkers": "maybe"}, ["'rebalanceDrainWorkers' = 'maybe'", "true or false"]),
+        ({"stackVersionDays": 0}, ["'stackVersionDays' = 0", "between 1 and 3650"]),
     ],
 )
 def test_bad_values_are_rejected_with_the_key_and_the_value(context, expected):
