@@ -45,6 +45,7 @@ synth: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/shellcheck infra/documents/*.sh .ci/run
 
 test: venv node_modules/.installed lab-prereqs
@@ -60,4 +61,4 @@ deploy: venv node_modules/.installed
 	npx --no-install cdk deploy --no-notices $(CDK_ARGS)
 
 clean:
-	rm -rf cdk.out .pytest_cache .ruff_cache
+	rm -rf cdk.out .pytest_cache .ruff_cache .mypy_cache

@@ -1,4 +1,5 @@
-"""`make lint` as a test: ruff (lint and format) and shellcheck are clean on the whole tree."""
+"""`make lint` as a test: ruff (lint and format) and shellcheck are clean on the whole tree, and the type
+checker (mypy, strict; what it checks is in pyproject.toml) on the Lambda layer and the handlers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent  # the project's virtualenv (ruff and shellcheck come from it)
+BIN = Path(sys.executable).parent  # the project's virtualenv (ruff, mypy and shellcheck come from it)
 
 
 @pytest.mark.parametrize(
@@ -17,13 +18,14 @@ BIN = Path(sys.executable).parent  # the project's virtualenv (ruff and shellche
     [
         ["ruff", "check", "."],
         ["ruff", "format", "--check", "."],
+        ["mypy"],
         [
             "shellcheck",
             *sorted(str(p.relative_to(REPO)) for p in REPO.glob("infra/documents/*.sh")),
             ".ci/run",
         ],
     ],
-    ids=["ruff-check", "ruff-format", "shellcheck"],
+    ids=["ruff-check", "ruff-format", "mypy", "shellcheck"],
 )
 def test_lint_is_clean(command):
     # Given the tree as committed / When the linter runs / Then it reports nothing

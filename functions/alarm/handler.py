@@ -14,7 +14,7 @@ fn = Function(runtime.RECONCILE)
 metrics = fn.metrics
 
 
-def process(alarm: AlarmChange, rt: Runtime) -> Decision:
+def process(alarm: AlarmChange, rt: Runtime) -> Decision[object]:
     return rt.reconcile.on_alarm(alarm.alarm_name, alarm.state, alarm.correlation_id)
 
 

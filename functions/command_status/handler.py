@@ -16,7 +16,7 @@ fn = Function(runtime.COMMANDS)
 metrics = fn.metrics
 
 
-def process(change: CommandStatusChange, rt: Runtime) -> Decision:
+def process(change: CommandStatusChange, rt: Runtime) -> Decision[object]:
     return rt.commands.handle(change)
 
 
@@ -28,7 +28,7 @@ def log_keys(change: CommandStatusChange) -> dict[str, str]:
     }
 
 
-def unfinished(change: CommandStatusChange) -> Decision | None:
+def unfinished(change: CommandStatusChange) -> Decision[object] | None:
     # Pending / InProgress change nothing: answered before the idempotency record, which only a
     # terminal status needs (two DynamoDB calls saved per such event, two such events per command).
     return Decision(Outcome.IGNORE, f"command {change.status}") if change.status in NON_TERMINAL else None

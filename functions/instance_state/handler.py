@@ -18,7 +18,7 @@ fn = Function(runtime.JOIN, runtime.LEAVE)
 metrics = fn.metrics
 
 
-def process(change: InstanceStateChange | AgentReady, rt: Runtime) -> Decision:
+def process(change: InstanceStateChange | AgentReady, rt: Runtime) -> Decision[object]:
     if isinstance(change, AgentReady):
         if change.status != "Success":
             return Decision(Outcome.IGNORE, f"agent-ready association {change.status}")

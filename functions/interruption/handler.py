@@ -16,7 +16,7 @@ fn = Function(runtime.LEAVE)
 metrics = fn.metrics
 
 
-def process(notice: InstanceNotice, rt: Runtime) -> Decision:
+def process(notice: InstanceNotice, rt: Runtime) -> Decision[object]:
     return rt.leave.request(notice.leave_request())
 
 

@@ -16,7 +16,7 @@ fn = Function(runtime.JOIN, runtime.LEAVE)
 metrics = fn.metrics
 
 
-def process(action: LifecycleAction, rt: Runtime) -> Decision:
+def process(action: LifecycleAction, rt: Runtime) -> Decision[object]:
     if action.launching:
         return rt.join.request(action.join_request())
     return rt.leave.request(action.leave_request())

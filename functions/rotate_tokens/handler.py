@@ -13,7 +13,7 @@ fn = Function(runtime.ROTATION)
 metrics = fn.metrics
 
 
-def start(rt: Runtime, correlation_id: str) -> Decision:
+def start(rt: Runtime, correlation_id: str) -> Decision[object]:
     return rt.rotation.start(correlation_id)
 
 

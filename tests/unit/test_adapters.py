@@ -16,9 +16,9 @@ from swarmkeeper.adapters.lifecycle import LifecycleActions
 from swarmkeeper.adapters.parameters import ClusterParameters
 from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
-from swarmkeeper.domain.join import JoinStepDue
+from swarmkeeper.domain.join_types import JoinStepDue
 from swarmkeeper.domain.kernel import BusEvent
-from swarmkeeper.domain.leave import LeaveStepDue
+from swarmkeeper.domain.leave_types import LeaveStepDue
 from swarmkeeper.domain.models import JoinOp, Mode, Role, RotationOp, Stage
 
 NOW = 1_800_000_000.0

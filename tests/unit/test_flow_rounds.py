@@ -17,15 +17,11 @@ import pytest
 from join_world import PREFIX, SWARM_ID
 
 from swarmkeeper.domain.errors import SwarmkeeperError
-from swarmkeeper.domain.join import JoinPolicy, JoinRequested, decide_join
+from swarmkeeper.domain.join import decide_join
+from swarmkeeper.domain.join_types import JoinPolicy, JoinRequested
 from swarmkeeper.domain.kernel import Decision, Outcome
-from swarmkeeper.domain.leave import (
-    LeaveFacts,
-    LeavePolicy,
-    LeaveRequested,
-    LeaveStepDue,
-    decide_leave,
-)
+from swarmkeeper.domain.leave import decide_leave
+from swarmkeeper.domain.leave_types import LeaveFacts, LeavePolicy, LeaveRequested, LeaveStepDue
 from swarmkeeper.domain.models import (
     ClusterIdentity,
     ClusterState,

@@ -1,4 +1,4 @@
-"""Handler-level tests of the exit flow (issue 5): terminate lifecycle actions, ungraceful loss, Spot
+"""Handler-level tests of the exit flow: terminate lifecycle actions, ungraceful loss, Spot
 and rebalance notices, alarms and reconcile, through the real handlers with moto and wire-level fakes
 behind them. Each test reads Given / When / Then."""
 

@@ -1,4 +1,4 @@
-"""Handler-level tests of the join flow (issue 4): events in through the real handlers, moto and
+"""Handler-level tests of the join flow: events in through the real handlers, moto and
 wire-level fakes behind them. Each test reads Given / When / Then."""
 
 from __future__ import annotations

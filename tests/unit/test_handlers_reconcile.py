@@ -1,4 +1,4 @@
-"""Handler-level tests of reconcile and alarms (issue 5): describe-swarm on a healthy manager, the
+"""Handler-level tests of reconcile and alarms: describe-swarm on a healthy manager, the
 plan carried out, metrics and quorum alerts, the 1,000-node pass through S3. Given / When / Then."""
 
 from __future__ import annotations

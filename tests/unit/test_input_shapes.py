@@ -12,7 +12,7 @@ from join_world import load_event
 from swarmkeeper import inputs
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import MalformedEvent
-from swarmkeeper.domain.join import JoinStepDue
+from swarmkeeper.domain.join_types import JoinStepDue
 from swarmkeeper.domain.reconcile_pass import parse_removal_comment
 from swarmkeeper.flows.join import joining_instance
 from swarmkeeper.flows.leave import leaving_instance

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swarmkeeper.domain.join import (
-    NODE_JOIN_FAILED,
-    NODE_JOINED,
+from swarmkeeper.domain.join import NODE_JOIN_FAILED, NODE_JOINED, decide_join, waits_for_the_swarm
+from swarmkeeper.domain.join_types import (
     AcquireInitLock,
     AgentNotReady,
     AgentRegistered,
@@ -29,8 +28,6 @@ from swarmkeeper.domain.join import (
     ScheduleJoinStep,
     TagNode,
     WakeWaitingJoins,
-    decide_join,
-    waits_for_the_swarm,
 )
 from swarmkeeper.domain.kernel import Publish
 from swarmkeeper.domain.models import (

@@ -9,10 +9,8 @@ from dataclasses import replace
 import pytest
 
 from swarmkeeper.domain.kernel import Publish
-from swarmkeeper.domain.leave import (
-    DRAIN,
-    LEAVE,
-    REMOVE,
+from swarmkeeper.domain.leave import DRAIN, LEAVE, REMOVE, decide_leave
+from swarmkeeper.domain.leave_types import (
     CompleteTerminate,
     CreateLeave,
     Heartbeat,
@@ -26,7 +24,6 @@ from swarmkeeper.domain.leave import (
     SaveLeave,
     ScheduleLeaveStep,
     SendCommand,
-    decide_leave,
 )
 from swarmkeeper.domain.models import ClusterIdentity, InstanceFacts, JoinOp, LeaveOp, LeaveStage, Role, Stage
 from swarmkeeper.domain.quorum import majority

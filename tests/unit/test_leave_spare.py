@@ -14,11 +14,8 @@ from test_leave_decision import op as worker_op
 from test_leave_decision import view_of as view_at_now
 
 from swarmkeeper.domain.join import Publish
-from swarmkeeper.domain.leave import (
-    DRAIN,
-    LEAVE,
-    QUORUM_AT_RISK,
-    REMOVE,
+from swarmkeeper.domain.leave import DRAIN, LEAVE, QUORUM_AT_RISK, REMOVE, decide_leave
+from swarmkeeper.domain.leave_types import (
     LeaveCommandFinished,
     LeaveFacts,
     LeaveNotDelivered,
@@ -27,7 +24,6 @@ from swarmkeeper.domain.leave import (
     ReleaseManagerLock,
     RequestView,
     SendCommand,
-    decide_leave,
 )
 from swarmkeeper.domain.manager_removal import ANOTHER_CHANGE, REPLACEMENT, waits_for_a_replacement
 from swarmkeeper.domain.models import GroupLaunches, InstanceFacts, LeaveOp, LeaveStage, Role

@@ -9,21 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from swarmkeeper.domain.join import (
-    NODE_JOIN_FAILED,
-    NODE_JOIN_STARTED,
-    NODE_JOINED,
+from swarmkeeper.domain.join import NODE_JOIN_FAILED, NODE_JOIN_STARTED, NODE_JOINED, decide_join
+from swarmkeeper.domain.join_types import (
     AgentNotReady,
     AgentRegistered,
     JoinCommandFinished,
     JoinPolicy,
     JoinRequested,
     JoinStepDue,
-    decide_join,
 )
 from swarmkeeper.domain.kernel import Outcome, Publish
-from swarmkeeper.domain.leave import (
-    NODE_JOIN_CANCELLED,
+from swarmkeeper.domain.leave import NODE_JOIN_CANCELLED, decide_leave
+from swarmkeeper.domain.leave_types import (
     BootstrapReported,
     CompleteTerminate,
     CreateLeave,
@@ -35,7 +32,6 @@ from swarmkeeper.domain.leave import (
     SaveLeave,
     ScheduleLeaveStep,
     SendCommand,
-    decide_leave,
 )
 from swarmkeeper.domain.models import (
     ClusterIdentity,

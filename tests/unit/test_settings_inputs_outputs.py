@@ -11,7 +11,7 @@ from join_world import ENV, load_event
 from swarmkeeper import inputs
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import MalformedEvent
-from swarmkeeper.domain.join import JoinStepDue
+from swarmkeeper.domain.join_types import JoinStepDue
 from swarmkeeper.domain.models import Role
 from swarmkeeper.settings import RuntimeSettings, SettingsError
 

@@ -6,7 +6,7 @@ DLQ, keep the event and the reason), each event handled once (idempotency), and 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -21,7 +21,7 @@ from swarmkeeper.runtime import Runtime
 from swarmkeeper.settings import RuntimeSettings
 
 T = TypeVar("T")
-Handler = Callable[[Any, LambdaContext], dict]
+Handler = Callable[[Any, LambdaContext], Mapping[str, object]]
 
 # What the functions call: botocore alone. Left to its default, the Tracer patches every library
 # X-Ray supports that is installed, and imports `requests` (and more) to do so, in every cold start.
@@ -47,7 +47,7 @@ def parse_or_reject(parse: Callable[[Any], T], event: Any, logger: Logger) -> T:
         raise
 
 
-def report(decision: Decision, logger: Logger, metrics: Metrics) -> dict[str, str]:
+def report(decision: Decision[object], logger: Logger, metrics: Metrics) -> dict[str, str]:
     reason = redact(decision.reason)
     logger.info(f"{decision.outcome}: {reason}", extra={"outcome": decision.outcome})
     if decision.outcome.metric:
@@ -85,12 +85,15 @@ class Function:
     def parse(self, parse: Callable[[Any], T], event: Any) -> T:
         return parse_or_reject(parse, event, self.logger)
 
-    def report(self, decision: Decision) -> dict[str, str]:
+    def report(self, decision: Decision[object]) -> dict[str, str]:
         return report(decision, self.logger, self.metrics)
 
     def once(
-        self, process: Callable[..., dict], context: LambdaContext | None = None, key_jmespath: str = "id"
-    ) -> Callable[..., dict]:
+        self,
+        process: Callable[..., dict[str, Any]],
+        context: LambdaContext | None = None,
+        key_jmespath: str = "id",
+    ) -> Callable[..., dict[str, Any]]:
         """``process(event=...)`` run once per ``key_jmespath`` of the event (``Runtime.once``); given
         the invocation's ``context``, an in-progress record expires with the invocation."""
         rt = self.runtime
@@ -102,9 +105,9 @@ class Function:
     def on_event(
         self,
         parse: Callable[[Any], T],
-        process: Callable[[T, Runtime], Decision],
+        process: Callable[[T, Runtime], Decision[object]],
         keys: Callable[[T], dict[str, str]] = instance_keys,
-        answer_first: Callable[[T], Decision | None] | None = None,
+        answer_first: Callable[[T], Decision[object] | None] | None = None,
     ) -> Handler:
         """The entry point of a function fed by EventBridge: ``parse`` the event (malformed: logged and
         re-raised), append its log ``keys``, then ``process(parsed, runtime)`` once per event id and
@@ -114,11 +117,11 @@ class Function:
         # Powertools keys the idempotency records by the module and name of the function it wraps:
         # ``process``, in the handler's module.
         @functools.wraps(process)
-        def once_per_event(event: dict) -> dict:
+        def once_per_event(event: dict[str, Any]) -> dict[str, Any]:
             return self.report(process(parse(event), self.runtime))
 
         @self.entry_point
-        def lambda_handler(event: dict, context: LambdaContext) -> dict:
+        def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             parsed = self.parse(parse, event)
             self.logger.append_keys(**keys(parsed))
             early = answer_first(parsed) if answer_first else None
@@ -128,13 +131,13 @@ class Function:
 
         return lambda_handler
 
-    def on_schedule(self, start: Callable[[Runtime, str], Decision]) -> Handler:
+    def on_schedule(self, start: Callable[[Runtime, str], Decision[object]]) -> Handler:
         """The entry point of a scheduled function, which may also be invoked on demand with any
         payload: ``start(runtime, correlation_id)`` with the event's id, or else (no id, or one that
         is not an event id: it is neither logged nor stored) the request id."""
 
         @self.entry_point
-        def lambda_handler(event: object, context: LambdaContext) -> dict:
+        def lambda_handler(event: object, context: LambdaContext) -> dict[str, Any]:
             correlation_id = inputs.invocation_id(event) or context.aws_request_id
             self.logger.append_keys(correlation_id=correlation_id)
             return self.report(start(self.runtime, correlation_id))

@@ -15,14 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmkeeper.domain.errors import MalformedEvent
-from swarmkeeper.domain.join import AgentRegistered, JoinRequested, JoinStepDue
-from swarmkeeper.domain.leave import (
-    VIA_LIFECYCLE,
-    VIA_REBALANCE,
-    VIA_SPOT,
-    VIA_STATE,
-    LeaveRequested,
-    LeaveStepDue,
+from swarmkeeper.domain.join_types import AgentRegistered, JoinRequested, JoinStepDue
+from swarmkeeper.domain.leave_types import VIA_LIFECYCLE, VIA_REBALANCE, VIA_SPOT, VIA_STATE, LeaveRequested
+from swarmkeeper.domain.leave_types import (
+    LeaveStepDue as LeaveStepDue,  # the steps handler tells the two apart
 )
 
 LAUNCH_ACTION = "EC2 Instance-launch Lifecycle Action"
@@ -52,7 +48,10 @@ _MAX_VERSION = 1_000_000
 _SHOWN = 80  # characters of a rejected value an error message quotes
 JOIN_STEP = "join-step"
 LEAVE_STEP = "leave-step"
-_STEP_KINDS = {JOIN_STEP: JoinStepDue, LEAVE_STEP: LeaveStepDue}
+_STEP_KINDS: dict[str, type[JoinStepDue] | type[LeaveStepDue]] = {
+    JOIN_STEP: JoinStepDue,
+    LEAVE_STEP: LeaveStepDue,
+}
 
 
 @dataclass(frozen=True)

@@ -121,7 +121,7 @@ class Runtime:
 
     @cached_property
     def join(self) -> JoinFlow:
-        from swarmkeeper.domain.join import JoinPolicy
+        from swarmkeeper.domain.join_types import JoinPolicy
         from swarmkeeper.flows.join import JoinAdapters, JoinFlow
 
         policy = JoinPolicy(identity=self.identity, agent_wait_seconds=self.settings.agent_wait_seconds)
@@ -170,7 +170,7 @@ class Runtime:
 
     @cached_property
     def leave(self) -> LeaveFlow:
-        from swarmkeeper.domain.leave import LeavePolicy
+        from swarmkeeper.domain.leave_types import LeavePolicy
         from swarmkeeper.flows.leave import LeaveAdapters, LeaveFlow
 
         s = self.settings

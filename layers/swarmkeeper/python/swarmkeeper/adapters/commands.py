@@ -58,7 +58,7 @@ class RunCommands:
             if err.response["Error"]["Code"] == "InvalidInstanceId":
                 raise AgentNotRegistered(f"SSM agent of {instance_id} is not registered") from err
             raise
-        return response["Command"]["CommandId"]
+        return str(response["Command"]["CommandId"])
 
     def invocation(self, command_id: str, instance_id: str) -> Invocation | None:
         try:

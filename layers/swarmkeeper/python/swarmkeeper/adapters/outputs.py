@@ -47,4 +47,4 @@ class CommandOutputs:
                 return None
             raise
         with body:
-            return body.read().decode("utf-8", errors="replace")
+            return str(body.read().decode("utf-8", errors="replace"))

@@ -15,7 +15,7 @@ class ClusterParameters:
     def cluster_id(self) -> str | None:
         """The swarm id written by the manager that ran `swarm init`; None while there is no swarm."""
         try:
-            return self._ssm.get_parameter(Name=f"{self._prefix}/cluster-id")["Parameter"]["Value"]
+            return str(self._ssm.get_parameter(Name=f"{self._prefix}/cluster-id")["Parameter"]["Value"])
         except ClientError as err:
             if err.response["Error"]["Code"] == "ParameterNotFound":
                 return None

@@ -70,7 +70,8 @@ def _numbers(value: Any) -> Any:
 
 
 def _to_ddb(value: Any) -> dict[str, Any]:
-    return _ser.serialize(_numbers(value))
+    serialized: dict[str, Any] = _ser.serialize(_numbers(value))
+    return serialized
 
 
 def _encode(item: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +93,7 @@ _FREE = "attribute_not_exists(pk) OR attribute_not_exists(expires_at) OR expires
 
 
 def _conditional_failed(err: ClientError) -> bool:
-    return err.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    return bool(err.response["Error"]["Code"] == "ConditionalCheckFailedException")
 
 
 class StateTable:
@@ -208,7 +209,7 @@ class StateTable:
         item = self._get(MANAGER_LOCK_PK)
         if not item or float(item.get("expires_at", 0)) <= now:
             return None
-        return item["holder"]
+        return str(item["holder"])
 
     def acquire_manager_lock(self, holder: str, now: float, expires_at: float) -> bool:
         return self._put(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from swarmkeeper.domain.join import JoinStepDue
-from swarmkeeper.domain.leave import LeaveStepDue
+from swarmkeeper.domain.join_types import JoinStepDue
+from swarmkeeper.domain.leave_types import LeaveStepDue
 from swarmkeeper.inputs import step_message
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds limit

@@ -14,8 +14,31 @@ announces nothing; every later stimulus finds the leave's op and is answered ``l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Any
 
+from swarmkeeper.domain.join_types import (
+    AcquireInitLock,
+    AgentNotReady,
+    AgentRegistered,
+    CompleteLifecycle,
+    CreateJoin,
+    JoinAction,
+    JoinCommandFinished,
+    JoinDecision,
+    JoinPolicy,
+    JoinRequested,
+    JoinStepDue,
+    JoinStimulus,
+    RecordNode,
+    ReleaseInitLock,
+    RunBootstrap,
+    RunVerify,
+    SaveJoin,
+    ScheduleJoinStep,
+    TagNode,
+    WakeWaitingJoins,
+)
 from swarmkeeper.domain.kernel import (
     NON_TERMINAL,
     TERMINAL_SUCCESS,
@@ -26,7 +49,6 @@ from swarmkeeper.domain.kernel import (
     ignore,
 )
 from swarmkeeper.domain.models import (
-    ClusterIdentity,
     ClusterState,
     InstanceFacts,
     JoinOp,
@@ -36,197 +58,11 @@ from swarmkeeper.domain.models import (
     Role,
     Stage,
 )
-from swarmkeeper.domain.outputs import BootstrapResult, VerifyResult
-
-# ---------------------------------------------------------------------------------------- policy
-
-
-@dataclass(frozen=True)
-class JoinPolicy:
-    identity: ClusterIdentity
-    agent_wait_seconds: int
-    # Must outlast bootstrap-node's delivery timeout plus its 900 s execution timeout: a lock that
-    # expires while `swarm init` still runs would let a second manager init a second swarm.
-    init_lock_seconds: int = 1080
-    backoff_base_seconds: int = 10
-    backoff_cap_seconds: int = 120
-    # An agent that registers runs the cluster's agent-ready association, whose status event
-    # (AgentRegistered) starts the bootstrap at once. The agent is also polled (a SendCommand that AWS
-    # refuses) on its own capped backoff (5, 10, 20, 30, 30 ... s), in case that event never comes:
-    # EventBridge delivers AWS service events on a best-effort basis.
-    agent_poll_base_seconds: int = 5
-    agent_poll_cap_seconds: int = 30
-    token_retries: int = 1
-    # TTL of an op item: open ones outlive the longest lifecycle hook (7200 s) with margin; closed ones
-    # linger a day so late duplicates of the launch event are recognised.
-    open_op_seconds: int = 14_400
-    closed_op_seconds: int = 86_400
-
-    @property
-    def cluster_wait_seconds(self) -> int:
-        """How long a join may wait for the cluster to exist: long enough for a crashed init-lock
-        holder's lock to expire and the next manager to register its agent and init."""
-        return self.init_lock_seconds + self.agent_wait_seconds
-
-    def backoff(self, attempts: int, now: float, deadline: float) -> int:
-        """Exponential, capped (never above SQS's 900 s), and never past the deadline."""
-        delay = min(self.backoff_cap_seconds, 900, self.backoff_base_seconds * 2 ** min(attempts, 16))
-        return int(max(1, min(delay, deadline - now)))
-
-    def agent_poll(self, attempts: int, now: float, deadline: float) -> int:
-        """The wait before asking the SSM agent again: short, capped, never past the deadline."""
-        delay = min(self.agent_poll_cap_seconds, self.agent_poll_base_seconds * 2 ** min(attempts, 16))
-        return int(max(1, min(delay, deadline - now)))
-
-
-# ------------------------------------------------------------------------------------- stimuli
-
-
-@dataclass(frozen=True)
-class JoinRequested:
-    """A launch lifecycle action, or (fallback) the instance's `running` state change."""
-
-    instance_id: str
-    via: str  # "lifecycle" | "running"
-    correlation_id: str
-    group: str | None = None  # AutoScalingGroupName of a lifecycle action
-
-
-@dataclass(frozen=True)
-class JoinStepDue:
-    """A delayed re-delivery from the step queue (or the flow re-deciding with fresh facts)."""
-
-    instance_id: str
-    version: int
-    correlation_id: str = ""
-
-
-@dataclass(frozen=True)
-class AgentRegistered:
-    """The instance's SSM agent registered: the agent-ready association ran on it."""
-
-    instance_id: str
-    correlation_id: str = ""
-
-
-@dataclass(frozen=True)
-class AgentNotReady:
-    """SendCommand said InvalidInstanceId: the instance's SSM agent has not registered yet."""
-
-    instance_id: str
-    version: int
-
-
-@dataclass(frozen=True)
-class JoinCommandFinished:
-    """A terminal status of a bootstrap-node or verify-node command of this join."""
-
-    instance_id: str  # the joining instance (not the verifier)
-    command_id: str
-    action: str  # "bootstrap-node" | "verify-node"
-    status: str  # Success, Failed, TimedOut, Cancelled, ...
-    correlation_id: str
-    bootstrap: BootstrapResult | None = None
-    verify: VerifyResult | None = None
-    bad_join_token: bool = False
-    detail: str = ""  # redacted excerpt of the command's stderr/stdout
-
-
-JoinStimulus = JoinRequested | JoinStepDue | AgentRegistered | AgentNotReady | JoinCommandFinished
-
-# ------------------------------------------------------------------------------------- actions
-
-
-@dataclass(frozen=True)
-class CreateJoin:
-    op: JoinOp  # conditional put: if an op exists already, the flow stops (a duplicate lost the race)
-
-
-@dataclass(frozen=True)
-class SaveJoin:
-    op: JoinOp  # conditional on the stored version being op.version - 1
-
-
-@dataclass(frozen=True)
-class AcquireInitLock:
-    holder: str
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class ReleaseInitLock:
-    holder: str
-
-
-@dataclass(frozen=True)
-class RunBootstrap:
-    mode: Mode
-    then: JoinOp  # saved with the new command id once SendCommand returns
-
-
-@dataclass(frozen=True)
-class RunVerify:
-    target: str  # manager instance that runs verify-node
-    node_id: str
-    then: JoinOp
-
-
-@dataclass(frozen=True)
-class ScheduleJoinStep:
-    step: JoinStepDue
-    delay_seconds: int
-
-
-@dataclass(frozen=True)
-class CompleteLifecycle:
-    instance_id: str
-    group: str | None
-    result: LifecycleResult
-
-
-@dataclass(frozen=True)
-class TagNode:
-    instance_id: str
-    node_id: str
-
-
-@dataclass(frozen=True)
-class RecordNode:
-    instance_id: str
-    node_id: str
-    role: Role
-    verifier: str
-
-
-@dataclass(frozen=True)
-class WakeWaitingJoins:
-    """What other joins waited for happened (the swarm exists, a manager joined): their next step
-    now, not at their next backoff (see ``waits_for_the_swarm``); so for manager removals waiting
-    for a replacement (``domain.leave.waits_for_a_replacement``)."""
-
-
-JoinAction = (
-    WakeWaitingJoins
-    | CreateJoin
-    | SaveJoin
-    | AcquireInitLock
-    | ReleaseInitLock
-    | RunBootstrap
-    | RunVerify
-    | ScheduleJoinStep
-    | CompleteLifecycle
-    | TagNode
-    | RecordNode
-    | Publish
-)
 
 SWARM_INITIALIZED = "Swarm Initialized"
 NODE_JOIN_STARTED = "Node Join Started"
 NODE_JOINED = "Node Joined"
 NODE_JOIN_FAILED = "Node Join Failed"
-
-
-JoinDecision = Decision[JoinAction]
 
 
 def _ignore(reason: str) -> JoinDecision:
@@ -602,7 +438,7 @@ def _failed(action: str, s: JoinCommandFinished) -> str:
     return f"{action} {s.status}: {s.detail}" if s.detail else f"{action} {s.status}"
 
 
-def _next(op: JoinOp, **changes) -> JoinOp:
+def _next(op: JoinOp, **changes: Any) -> JoinOp:
     return replace(op, version=op.version + 1, **changes)
 
 

@@ -19,14 +19,11 @@ actions. In order, a removal
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
+from swarmkeeper.domain.leave_types import LeaveFacts, LeavePolicy
 from swarmkeeper.domain.models import LeaveOp, LeaveStage
 from swarmkeeper.domain.quorum import can_remove_manager, costs_no_spare
-
-if TYPE_CHECKING:
-    from swarmkeeper.domain.leave import LeaveFacts, LeavePolicy
-    from swarmkeeper.domain.view import ClusterView
+from swarmkeeper.domain.view import ClusterView
 
 # What a removal waits for (the start of the op's waiting_for). A fresh view: the reconcile pass that
 # saves it wakes the removal. A replacement: a manager's join wakes it.

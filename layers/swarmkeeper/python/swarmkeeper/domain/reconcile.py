@@ -244,7 +244,10 @@ def plan_reconcile(
     for op in in_flight:
         if op.is_stuck(now):
             decided = _decide_stuck(op, index, gate, counts.has_quorum, lost_reason)
-            (deferred if isinstance(decided, Deferred) else stuck).append(decided)
+            if isinstance(decided, Deferred):
+                deferred.append(decided)
+            else:
+                stuck.append(decided)
 
     busy = {op.instance_id for op in in_flight}
     findings = _survey(nodes, index, busy, down_since or {}, now, settings)
@@ -387,9 +390,9 @@ class _Index:
         # Instances that a node which is not down runs: a down node on one of them was replaced.
         self.claimed_by_up_node: dict[str, str] = {}
         for node in nodes:
-            instance = self.instance_for_node(node)
-            if instance is not None and not node.is_down:
-                self.claimed_by_up_node.setdefault(instance.instance_id, node.node_id)
+            claimed = self.instance_for_node(node)
+            if claimed is not None and not node.is_down:
+                self.claimed_by_up_node.setdefault(claimed.instance_id, node.node_id)
 
     def instance_for_node(self, node: SwarmNode) -> InstanceView | None:
         return self.instance_by_tag.get(node.node_id) or self.instance_by_ip.get(node.address)

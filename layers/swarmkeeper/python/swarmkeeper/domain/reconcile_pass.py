@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.kernel import TERMINAL_SUCCESS, BusEvent, Decision, Outcome, Publish, ignore
-from swarmkeeper.domain.leave import DEAD_NODE_REMOVED, MANAGER_DEMOTED, LeaveStepDue, ScheduleLeaveStep
+from swarmkeeper.domain.leave import DEAD_NODE_REMOVED, MANAGER_DEMOTED
+from swarmkeeper.domain.leave_types import LeaveStepDue, ScheduleLeaveStep
 from swarmkeeper.domain.manager_removal import FRESH_VIEW
 from swarmkeeper.domain.models import (
     ClusterIdentity,

@@ -116,11 +116,11 @@ def decide_rotation(
             if not facts.managers:
                 return ignore("no joined manager to rotate the tokens on")
             pending = RotationOp("", "", "", stimulus.correlation_id, now + policy.ttl_seconds)
-            target = facts.managers[0]
+            first = facts.managers[0]
             return Decision(
                 Outcome.ROTATE,
-                f"{ROTATE} sent to {target}",
-                (StartRotation(pending), SendRotate(target, pending)),
+                f"{ROTATE} sent to {first}",
+                (StartRotation(pending), SendRotate(first, pending)),
             )
         case RotationNotDelivered():
             target = next((m for m in facts.managers if m not in stimulus.tried), None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from swarmkeeper.domain.quorum import choose_command_manager
 from swarmkeeper.domain.swarm import SwarmNode, parse_node_line
@@ -53,7 +54,7 @@ class ClusterView:
             skip.add(best.node_id)
         return tuple(out)
 
-    def to_item(self) -> dict:
+    def to_item(self) -> dict[str, object]:
         return {
             "taken_at": self.taken_at,
             "managers": [node_line(n) for n in self.managers],
@@ -63,7 +64,7 @@ class ClusterView:
         }
 
     @classmethod
-    def from_item(cls, item: Mapping) -> ClusterView:
+    def from_item(cls, item: Mapping[str, Any]) -> ClusterView:
         return cls(
             taken_at=float(item.get("taken_at", 0)),
             managers=tuple(parse_node_line(line) for line in item.get("managers", [])),

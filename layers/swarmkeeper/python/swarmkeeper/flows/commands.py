@@ -29,7 +29,7 @@ class CommandStatusRouter:
         self.leave = leave
         self.reconcile = reconcile
 
-    def handle(self, change: CommandStatusChange) -> Decision:
+    def handle(self, change: CommandStatusChange) -> Decision[object]:
         name = change.document_name
         prefix = self.settings.document_prefix
         if not name.startswith(prefix):

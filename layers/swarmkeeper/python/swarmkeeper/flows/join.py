@@ -30,7 +30,8 @@ from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import SwarmkeeperError
-from swarmkeeper.domain.join import (
+from swarmkeeper.domain.join import decide_join, waits_for_the_swarm
+from swarmkeeper.domain.join_types import (
     AcquireInitLock,
     AgentNotReady,
     AgentRegistered,
@@ -51,11 +52,9 @@ from swarmkeeper.domain.join import (
     ScheduleJoinStep,
     TagNode,
     WakeWaitingJoins,
-    decide_join,
-    waits_for_the_swarm,
 )
 from swarmkeeper.domain.kernel import Decision, Outcome, Publish
-from swarmkeeper.domain.leave import LeaveStepDue
+from swarmkeeper.domain.leave_types import LeaveStepDue
 from swarmkeeper.domain.manager_removal import waits_for_a_replacement
 from swarmkeeper.domain.models import (
     ClusterState,

@@ -30,9 +30,8 @@ from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import SwarmkeeperError
 from swarmkeeper.domain.kernel import Decision, Outcome, Publish
-from swarmkeeper.domain.leave import (
-    DRAIN,
-    REMOVE,
+from swarmkeeper.domain.leave import DRAIN, REMOVE, decide_leave
+from swarmkeeper.domain.leave_types import (
     VIA_STATE,
     BootstrapReported,
     CompleteTerminate,
@@ -53,7 +52,6 @@ from swarmkeeper.domain.leave import (
     SaveLeave,
     ScheduleLeaveStep,
     SendCommand,
-    decide_leave,
 )
 from swarmkeeper.domain.manager_removal import ANOTHER_CHANGE
 from swarmkeeper.domain.models import GroupLaunches, LeaveOp, LeaveStage, LifecycleResult, Role

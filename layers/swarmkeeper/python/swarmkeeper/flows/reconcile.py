@@ -32,7 +32,8 @@ from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain.errors import SwarmkeeperError
 from swarmkeeper.domain.join import NODE_JOIN_FAILED, NODE_JOINED
 from swarmkeeper.domain.kernel import BusEvent, Outcome, Publish
-from swarmkeeper.domain.leave import REMOVE, ScheduleLeaveStep
+from swarmkeeper.domain.leave import REMOVE
+from swarmkeeper.domain.leave_types import ScheduleLeaveStep
 from swarmkeeper.domain.models import (
     ClusterIdentity,
     LeaveOp,
@@ -40,6 +41,7 @@ from swarmkeeper.domain.models import (
     LifecycleResult,
     OpKind,
     OpSummary,
+    ReconcilePass,
     Role,
     Stage,
 )
@@ -59,7 +61,6 @@ from swarmkeeper.domain.reconcile_pass import (
     ReconcileAction,
     ReconcileDecision,
     ReconcileFacts,
-    ReconcilePass,
     ReconcilePolicy,
     ReconcileStimulus,
     RemovalFinished,

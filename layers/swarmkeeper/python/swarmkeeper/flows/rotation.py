@@ -20,6 +20,7 @@ from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import SwarmkeeperError
 from swarmkeeper.domain.kernel import NON_TERMINAL, Outcome, Publish
+from swarmkeeper.domain.models import RotationOp
 from swarmkeeper.domain.rotation import (
     ROTATE,
     EndRotation,
@@ -30,7 +31,6 @@ from swarmkeeper.domain.rotation import (
     RotationFacts,
     RotationFinished,
     RotationNotDelivered,
-    RotationOp,
     RotationPolicy,
     RotationRequested,
     RotationStimulus,
