@@ -15,19 +15,30 @@ put_string() {
 }
 
 # manager_addresses: ip:port of every reachable manager, comma-separated (the leader counts as
-# reachable).
+# reachable), read from the managers' raft status alone: never from what a node reports about
+# itself. Anything there that is not IPv4:port or [IPv6]:port is reported and left out.
 manager_addresses() {
-	ids=$(docker node ls -q --filter role=manager) || fail "docker node ls failed"
+	ids=$(docker node ls -q --filter role=manager 2>"$TMPD/err") ||
+		fail "docker node ls failed: $(excerpt <"$TMPD/err")"
 	[ -n "$ids" ] || return 0
+	format="${OPEN}with .ManagerStatus${CLOSE}${OPEN}.Reachability${CLOSE} ${OPEN}.Addr${CLOSE}${OPEN}end${CLOSE}"
 	# shellcheck disable=SC2086 # one argument per node id
-	docker node inspect -f "${OPEN}with .ManagerStatus${CLOSE}${OPEN}.Reachability${CLOSE} ${OPEN}.Addr${CLOSE}${OPEN}end${CLOSE}" $ids |
-		awk '$1 == "reachable" { printf "%s%s", sep, $2; sep = "," }'
+	raft=$(docker node inspect -f "$format" $ids 2>"$TMPD/err") ||
+		fail "docker node inspect failed: $(excerpt <"$TMPD/err")"
+	printf '%s\n' "$raft" | awk -v me="$ME" '
+		$1 != "reachable" { next }
+		NF == 2 && ($2 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+:[0-9]+$/ || $2 ~ /^\[[0-9A-Fa-f:.]+\]:[0-9]+$/) {
+			printf "%s%s", sep, $2
+			sep = ","
+			next
+		}
+		{ print me ": not a manager address, left out: " substr($0, 1, 100) >"/dev/stderr" }'
 }
 
 # publish_manager_addresses: manager-addresses := manager_addresses; 1 (nothing written) when no
 # manager is reachable.
 publish_manager_addresses() {
-	addrs=$(manager_addresses)
+	addrs=$(manager_addresses) || exit 1
 	[ -n "$addrs" ] || return 1
 	put_string "$SK_PARAMETER_PREFIX/manager-addresses" "$addrs"
 }

@@ -3,7 +3,14 @@
 # `# @include _prelude.sh` line when it builds the document (an instance runs a document alone).
 # Not a document of its own.
 # Needs from the script: ME, its action name (the prefix of every reason it prints).
+
+# Stop at the first command that fails or the first unset variable, and let a pipeline fail when
+# any command in it fails where the shell can (bash, /bin/sh on Amazon Linux 2023; not dash before
+# 0.5.13). The documents do not depend on pipefail: the output of a command whose failure matters
+# is captured and checked before anything reads it.
 set -eu
+# shellcheck disable=SC3040 # tried in a subshell first: set only where the shell has it
+if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi
 
 # Docker Go templates are put together at run time: in an SSM document a double brace means a
 # document parameter.
@@ -25,4 +32,10 @@ require() {
 		eval "value=\${$name:-}"
 		[ -n "$value" ] || fail "$name is not set"
 	done
+}
+
+# is_not_found TEXT: TEXT is docker's answer about a node id the swarm does not know.
+is_not_found() {
+	case "$1" in *"not found"* | *"No such node"* | *"no such node"*) return 0 ;; esac
+	return 1
 }

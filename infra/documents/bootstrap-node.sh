@@ -11,7 +11,8 @@
 #   join that dockerd reports as continuing in the background (busy managers) is waited for, not
 #   abandoned: the node leaves and tries the next manager only when that join failed or hangs.
 # Idempotent: running it again on a member changes nothing in the swarm.
-# Join tokens never reach stdout, stderr or a command line (files in a 0700 temp dir, the Engine API).
+# Join tokens never reach stdout, stderr, a file or a command line (shell variables, pipes, the
+# Engine API).
 # Last stdout line: node-id=<id> role=<manager|worker> cluster-id=<id>
 # shellcheck disable=SC2034 # read by fail (_prelude.sh)
 ME=bootstrap-node
@@ -81,21 +82,19 @@ await_join() {
 
 # --- join through the Engine API (keeps the token off the docker CLI's command line) -------------
 
-# join_once ADDR: 0 on success; otherwise the reason is in $TMPD/join.err.
+# join_once ADDR: join through ADDR with $token; 0 on success, otherwise the reason is in
+# $TMPD/join.err. The request reaches dockerd on curl's stdin.
 join_once() {
-	token=$(cat "$TMPD/token")
-	printf '{"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "%s", "RemoteAddrs": ["%s"], "JoinToken": "%s"}\n' \
-		"$SK_ADVERTISE_ADDRESS" "$1" "$token" >"$TMPD/join.json"
-	token=
 	sock=${DOCKER_HOST:-unix:///var/run/docker.sock}
 	case "$sock" in
 	unix://*) sock=${sock#unix://} ;;
-	*) rm -f "$TMPD/join.json" && fail "DOCKER_HOST must be a unix socket, not $sock" ;;
+	*) fail "DOCKER_HOST must be a unix socket, not $sock" ;;
 	esac
-	code=$(curl -sS --noproxy '*' --unix-socket "$sock" -o "$TMPD/join.out" -w '%{http_code}' \
-		-H 'Content-Type: application/json' --data-binary "@$TMPD/join.json" \
-		http://localhost/swarm/join 2>"$TMPD/join.err") || code=000
-	rm -f "$TMPD/join.json"
+	code=$(printf '{"ListenAddr": "0.0.0.0:2377", "AdvertiseAddr": "%s", "RemoteAddrs": ["%s"], "JoinToken": "%s"}\n' \
+		"$SK_ADVERTISE_ADDRESS" "$1" "$token" |
+		curl -sS --noproxy '*' --unix-socket "$sock" -o "$TMPD/join.out" -w '%{http_code}' \
+			-H 'Content-Type: application/json' --data-binary @- \
+			http://localhost/swarm/join 2>"$TMPD/join.err") || code=000
 	[ "$code" = 200 ] && return 0
 	{
 		echo "HTTP $code"
@@ -105,9 +104,10 @@ join_once() {
 }
 
 join_swarm() {
-	aws ssm get-parameter --region "$SK_REGION" --name "$SK_PARAMETER_PREFIX/join-token/$SK_ROLE" \
-		--with-decryption --query Parameter.Value --output text >"$TMPD/token" 2>"$TMPD/err" ||
+	token=$(aws ssm get-parameter --region "$SK_REGION" --name "$SK_PARAMETER_PREFIX/join-token/$SK_ROLE" \
+		--with-decryption --query Parameter.Value --output text 2>"$TMPD/err") ||
 		fail "cannot read $SK_PARAMETER_PREFIX/join-token/$SK_ROLE: $(excerpt <"$TMPD/err")"
+	check_token "$SK_PARAMETER_PREFIX/join-token/$SK_ROLE" "$token"
 	addrs=$(aws ssm get-parameter --region "$SK_REGION" --name "$SK_PARAMETER_PREFIX/manager-addresses" \
 		--query Parameter.Value --output text 2>"$TMPD/err") ||
 		fail "cannot read $SK_PARAMETER_PREFIX/manager-addresses: $(excerpt <"$TMPD/err")"
@@ -162,11 +162,11 @@ if [ "$SK_MODE" = init ]; then
 	else
 		fail "cannot init: this node's swarm state is $state (control=$control)"
 	fi
-	docker swarm join-token -q worker >"$TMPD/token" 2>"$TMPD/err" || fail "join-token worker: $(excerpt <"$TMPD/err")"
-	put_secure "$SK_PARAMETER_PREFIX/join-token/worker" "$TMPD/token"
-	docker swarm join-token -q manager >"$TMPD/token" 2>"$TMPD/err" || fail "join-token manager: $(excerpt <"$TMPD/err")"
-	put_secure "$SK_PARAMETER_PREFIX/join-token/manager" "$TMPD/token"
-	rm -f "$TMPD/token"
+	for role in worker manager; do
+		token=$(docker swarm join-token -q "$role" 2>"$TMPD/err") || fail "join-token $role: $(excerpt <"$TMPD/err")"
+		put_secure "$SK_PARAMETER_PREFIX/join-token/$role" "$token"
+	done
+	token=
 	cluster_id=$(docker info -f "${OPEN}.Swarm.Cluster.ID${CLOSE}")
 	put_string "$SK_PARAMETER_PREFIX/cluster-id" "$cluster_id"
 	publish_manager_addresses || fail "no reachable manager found"
@@ -184,7 +184,7 @@ else
 	if [ "$state" != active ]; then
 		[ "$state" = inactive ] || docker swarm leave --force >/dev/null 2>&1 || true
 		join_swarm
-		rm -f "$TMPD/token"
+		token=
 	fi
 	if [ "$SK_ROLE" = manager ]; then
 		i=0
@@ -204,7 +204,7 @@ cluster_id=$(docker info -f "${OPEN}with .Swarm.Cluster${CLOSE}${OPEN}.ID${CLOSE
 if [ -z "$cluster_id" ]; then
 	# Workers do not see the cluster object; their node certificate's organization is the cluster id.
 	cert="$(docker info -f "${OPEN}.DockerRootDir${CLOSE}")/swarm/certificates/swarm-node.crt"
-	cluster_id=$(openssl x509 -noout -subject -nameopt multiline -in "$cert" 2>/dev/null |
-		awk -F' = ' '$1 ~ /organizationName/ { print $2; exit }') || cluster_id=
+	subject=$(openssl x509 -noout -subject -nameopt multiline -in "$cert" 2>/dev/null) || subject=
+	cluster_id=$(printf '%s\n' "$subject" | awk -F' = ' '$1 ~ /organizationName/ { print $2; exit }')
 fi
 echo "node-id=$node_id role=$role cluster-id=${cluster_id:-unknown}"

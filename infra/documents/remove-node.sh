@@ -11,11 +11,6 @@ require SK_NODE_ID SK_PARAMETER_PREFIX SK_REGION
 # @include _scratch.sh
 # @include _parameters.sh
 
-is_not_found() {
-	case "$1" in *"not found"* | *"No such node"* | *"no such node"*) return 0 ;; esac
-	return 1
-}
-
 self=$(docker info -f "${OPEN}.Swarm.NodeID${CLOSE}")
 [ "$self" != "$SK_NODE_ID" ] || fail "refusing to remove the node this command runs on"
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # rotate-tokens (runs on a manager): rotate the worker and manager join tokens and store the new ones
-# as SecureStrings. Tokens never reach stdout, stderr or a command line (0600 files in a temp dir).
+# as SecureStrings. Tokens never reach stdout, stderr, a file or a command line.
 #
 # Parameters (env): SK_PARAMETER_PREFIX, SK_KMS_KEY_ID, SK_REGION.
 # Last stdout line: rotated=worker,manager
@@ -13,9 +13,9 @@ require SK_PARAMETER_PREFIX SK_KMS_KEY_ID SK_REGION
 # @include _tokens.sh
 
 for role in worker manager; do
-	docker swarm join-token --rotate -q "$role" >"$TMPD/token" 2>"$TMPD/err" ||
+	token=$(docker swarm join-token --rotate -q "$role" 2>"$TMPD/err") ||
 		fail "docker swarm join-token --rotate $role failed: $(excerpt <"$TMPD/err")"
-	put_secure "$SK_PARAMETER_PREFIX/join-token/$role" "$TMPD/token"
-	rm -f "$TMPD/token"
+	put_secure "$SK_PARAMETER_PREFIX/join-token/$role" "$token"
 done
+token=
 echo "rotated=worker,manager"

@@ -48,12 +48,17 @@ out= data=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-o) out=$2; shift ;;
-	--data-binary) data=${2#@}; shift ;;
+	--data-binary) data=$2; shift ;;
 	esac
 	shift
 done
-grep -q "\"JoinToken\": \"$TOKEN\"" "$data" || { echo "fake curl: no token in the request" >&2; exit 2; }
-addr=$(sed 's/.*"RemoteAddrs": \["\([^"]*\)"\].*/\1/' "$data")
+[ "$data" = @- ] || { echo "fake curl: the request is not read from stdin" >&2; exit 2; }
+request=$(cat)
+case "$request" in
+*"\"JoinToken\": \"$TOKEN\""*) ;;
+*) echo "fake curl: no token in the request" >&2; exit 2 ;;
+esac
+addr=$(printf '%s' "$request" | sed 's/.*"RemoteAddrs": \["\([^"]*\)"\].*/\1/')
 echo "join $addr" >>"$S/log"
 answer=$(head -n 1 "$S/joins")
 sed 1d "$S/joins" >"$S/joins.t" && mv "$S/joins.t" "$S/joins"
@@ -116,9 +121,11 @@ def _bootstrap(tmp_path: Path, states: list[str], joins: list[str], address: str
         "NODE_ID": NODE_ID,
         "CLUSTER_ID": CLUSTER_ID,
         "DOCKER_HOST": f"unix://{tmp_path}/docker.sock",
+        "SWARMKEEPER_RUN_DIR": str(tmp_path / "run"),
     }
     proc = subprocess.run(["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert "SWMTKN-" not in proc.stdout + proc.stderr
+    assert list((tmp_path / "run").iterdir()) == [], "the run left its scratch directory"
     if (tmp_path / "curl-argv").exists():
         assert "SWMTKN-" not in (tmp_path / "curl-argv").read_text(), "the token was on curl's command line"
     calls = [line for line in (tmp_path / "log").read_text().splitlines() if line != "docker info"]

@@ -124,3 +124,48 @@ def test_parse_result_reads_the_last_line():
     out = "abc worker ready active - 10.0.0.5 ip-10-0-0-5\nnodes=1\n\n"
     assert parse_result(out) == {"nodes": "1"}
     assert parse_result("") == {}
+
+
+# A command whose failure matters, and what may follow it in a pipeline only once its output has been
+# captured and checked (dash, the lab's sh, has no pipefail).
+_CHECKED_COMMANDS = ("docker", "aws", "curl", "openssl", "dnf", "systemctl")
+_PIPE = re.compile(r"(?<![|])[|](?![|])")
+_START = re.compile(r".*(?:\$\(|[(;`]|&&|[|][|]|[|]|\bthen\b|\bdo\b|\belse\b|!)")
+
+
+def _pipelines_fed_by(lines: list[str]) -> list[str]:
+    """The commands that feed a pipe (the first word left of each single `|`), one logical line at
+    a time (continuation lines joined); comments dropped."""
+    logical, current = [], ""
+    for line in lines:
+        code = line.split(" # ", 1)[0] if not line.lstrip().startswith("#") else ""
+        current += code.rstrip("\\").strip() + " "
+        if not re.search(r"(\\|[|])\s*$", code):
+            logical.append(current)
+            current = ""
+    feeders = []
+    for line in logical:
+        for pipe in _PIPE.finditer(line):
+            left = line[: pipe.start()]
+            segment = _START.sub("", left).strip()
+            segment = re.sub(r"^([A-Za-z_][A-Za-z0-9_]*=\S*\s+)*", "", segment)
+            feeders.append(segment.split(" ", 1)[0] if segment else "")
+    return feeders
+
+
+def test_the_pipe_check_sees_a_command_that_feeds_a_pipe():
+    assert _pipelines_fed_by(['n=$(docker node ps -q "$x" | grep -c .)']) == ["docker"]
+    assert _pipelines_fed_by(["docker node inspect -f x $ids |", "\tawk '{ print }'"]) == ["docker"]
+    assert _pipelines_fed_by(['fail "docker rm failed: $(echo "$err" | excerpt)"']) == ["echo"]
+    assert _pipelines_fed_by(["a || b", 'printf "%s" "$t" | aws ssm put-parameter']) == ["printf"]
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_no_command_whose_failure_matters_feeds_a_pipe(action):
+    # Given the document's shell as synthesized
+    lines = document_content(action)["mainSteps"][0]["inputs"]["runCommand"]
+    # Then docker, aws, curl, ... never write into a pipe: without pipefail the pipe would hide their
+    # failure (their output is captured with `|| fail`, then read)
+    feeders = _pipelines_fed_by(lines)
+    assert [f for f in feeders if f in _CHECKED_COMMANDS] == []
+    assert "" not in feeders

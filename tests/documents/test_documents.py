@@ -7,6 +7,8 @@ remove a killed node -> remove a live manager. The embedded AWS is a moto server
 
 from __future__ import annotations
 
+import shutil
+import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -55,32 +57,55 @@ class Lab:
     timings: dict[str, float] = field(default_factory=dict)
     runs: int = 0
 
-    def run(self, node: LabNode, action: str, timeout: float = 180, **values: str) -> Run:
-        """Render the document as the SSM agent does and run it with the agent's environment."""
+    def run(
+        self,
+        node: LabNode,
+        action: str,
+        timeout: float = 180,
+        shell: str = "sh",
+        shims: dict[str, str] | None = None,
+        **values: str,
+    ) -> Run:
+        """Render the document as the SSM agent does and run it with the agent's environment, under
+        ``shell`` (sh is dash here; "bash" runs it as Amazon Linux 2023's sh, bash in POSIX mode).
+        ``shims``: programs (name -> shell) found on PATH before the real ones."""
         script = render_commands(action, values)
         self.runs += 1
         path = node.root_dir / f"_script-{self.runs}-{action}.sh"
         path.write_text(script)
+        shim_dir = node.root_dir / f"_shims-{self.runs}"
+        shim_dir.mkdir()
+        for name, text in (shims or {}).items():
+            (shim_dir / name).write_text(text)
+            (shim_dir / name).chmod(0o755)
         env = {
-            "PATH": f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": f"{shim_dir}:{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": REGION,
             "AWS_EC2_METADATA_DISABLED": "true",
+            "SWARMKEEPER_RUN_DIR": str(run_dir(node)),
+            "TMPDIR": str(node_tmp(node)),
         }
+        node_tmp(node).mkdir(exist_ok=True)
+        argv = {"sh": ["sh"], "bash": ["bash", "--posix"]}[shell]
         start = time.monotonic()
-        proc = node.run(["sh", str(path)], env=env, timeout=timeout)
+        proc = node.run([*argv, str(path)], env=env, timeout=timeout)
         run = Run(action, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
-        # Never a join token in what the agent would report.
+        # Never a join token in what the agent would report, nor in any file a run leaves.
         assert "SWMTKN-" not in run.stdout, f"{action} printed a token"
         assert "SWMTKN-" not in run.stderr, f"{action} printed a token on stderr"
+        assert files_holding_a_token(node) == [], f"{action} left a token in a file"
+        if run.returncode >= 0:  # ended, not killed: its scratch directory is gone
+            assert list(run_dir(node).glob("*")) == [], f"{action} left its scratch directory"
         return run
 
-    def bootstrap(self, node: LabNode, mode: str, role: str) -> Run:
+    def bootstrap(self, node: LabNode, mode: str, role: str, **kwargs) -> Run:
         return self.run(
             node,
             "bootstrap-node",
+            **kwargs,
             Role=role,
             Mode=mode,
             AdvertiseAddress=node.ip,
@@ -96,6 +121,26 @@ class Lab:
         proc = node.docker(*args)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
+
+
+def run_dir(node: LabNode) -> Path:
+    """Where the node's documents keep their runs' scratch directories (/run/swarmkeeper on AWS)."""
+    return node.root_dir / "run"
+
+
+def node_tmp(node: LabNode) -> Path:
+    """TMPDIR of the node's documents: nothing should be left there either."""
+    return node.root_dir / "documents-tmp"
+
+
+def files_holding_a_token(node: LabNode) -> list[str]:
+    """Every file the node's document runs left behind that holds something token-shaped."""
+    found = []
+    for top in (run_dir(node), node_tmp(node)):
+        for path in top.rglob("*") if top.exists() else ():
+            if path.is_file() and b"SWMTKN-" in path.read_bytes():
+                found.append(str(path))
+    return found
 
 
 def _free_port(host: str) -> int:
@@ -194,6 +239,32 @@ def test_init_again_changes_nothing(lab: Lab):
     assert lab.param("join-token/worker")["Value"] == worker_token
 
 
+KILL_AS_THE_AGENT_DOES = """#!/bin/sh
+# What the SSM agent does to a run at its timeoutSeconds (or a cancel): SIGKILL to the run's whole
+# process group. Here at the worst moment: while a join token is on its way to Parameter Store.
+case "$*" in *put-parameter*join-token*) kill -KILL 0 ;; esac
+exec %(aws)s "$@"
+"""
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_a_run_killed_while_it_holds_a_token_leaves_none_behind(lab: Lab, shell: str):
+    # Given manager A publishes its join tokens again (init on a manager), and is killed as the SSM
+    # agent kills a run, while the token is in flight
+    shim = {"aws": KILL_AS_THE_AGENT_DOES % {"aws": VENV_BIN / "aws"}}
+    killed = lab.bootstrap(lab.a, "init", "manager", shell=shell, shims=shim)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    # Then no file holds a token (it never touched one), though no trap ran: the dead run's scratch
+    # directory is still there
+    assert files_holding_a_token(lab.a) == []
+    assert len(list(run_dir(lab.a).iterdir())) == 1
+    # and the next run removes it
+    again = lab.bootstrap(lab.a, "init", "manager", shell=shell)
+    assert again.returncode == 0, again.stderr
+    assert list(run_dir(lab.a).iterdir()) == []
+
+
 def test_worker_and_manager_join(lab: Lab):
     # When B joins as a worker and C as a manager
     run_b = lab.bootstrap(lab.b, "join", "worker")
@@ -269,6 +340,52 @@ def test_describe_swarm_lists_every_node_compactly(lab: Lab):
         f"{lab.a.ip}:2377",
         f"{lab.c.ip}:2377",
     ]
+
+
+# --- a failing docker command fails the document -------------------------------------------------
+
+FAILING_DOCKER = """#!/bin/sh
+case "$*" in *"%(match)s"*) echo "Error response from daemon: refused by the test: $*" >&2; exit 1 ;; esac
+exec %(docker)s "$@"
+"""
+
+
+def docker_failing(match: str) -> dict[str, str]:
+    """A docker that fails every command line holding ``match`` (else the real one)."""
+    return {"docker": FAILING_DOCKER % {"match": match, "docker": shutil.which("docker")}}
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_describe_swarm_fails_when_the_raft_status_cannot_be_read(lab: Lab, shell: str):
+    # Given docker node inspect of the managers' raft status fails (its output feeds awk)
+    before = lab.param("manager-addresses")["Value"]
+    shims = docker_failing("{{.Reachability}} {{.Addr}}")
+
+    run = lab.run(lab.c, "describe-swarm", shell=shell, shims=shims, ParameterPrefix=PARAMS, Region=REGION)
+
+    # Then the document fails with docker's reason and manager-addresses is left alone
+    assert run.returncode == 1, run.stdout
+    assert run.stderr.startswith("describe-swarm: docker node inspect failed: Error response from daemon")
+    assert lab.param("manager-addresses")["Value"] == before
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_drain_node_fails_when_the_tasks_cannot_be_counted(lab: Lab, shell: str):
+    # Given docker node ps fails while drain-node counts what still runs on B
+    run = lab.run(
+        lab.a,
+        "drain-node",
+        shell=shell,
+        shims=docker_failing("node ps"),
+        NodeId=lab.ids["b"],
+        TimeoutSeconds="5",
+    )
+    lab.docker(lab.a, "node", "update", "--availability", "active", lab.ids["b"])
+
+    # Then it fails with docker's reason, and never says that nothing is left
+    assert run.returncode == 1, run.stdout
+    assert run.stderr.startswith("drain-node: docker node ps failed: Error response from daemon")
+    assert "tasks-remaining" not in run.stdout
 
 
 # --- drain-node ------------------------------------------------------------------------------------
