@@ -100,7 +100,8 @@ RESULT_FORMATS: dict[str, str] = {
     "rotate-tokens": "rotated=worker,manager",
     "agent-ready": "agent=ready",
     "describe-swarm": "nodes=<count> (after one line per node: "
-    "<id> <role> <state> <availability> <leader|reachable|unreachable|-> <ip> <hostname>)",
+    "<id> <role> <state> <availability> <leader|reachable|unreachable|-> <ip> <hostname>, "
+    "each field percent-encoded as Go's urlquery does, `-` when empty)",
     "deploy-stack": "stack=<name> version=<object version> services=<n> secrets=<n> "
     "(stack=<name> refused=true when the input is wrong)",
     "remove-stack": "stack=<name> removed=true",

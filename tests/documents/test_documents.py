@@ -1,15 +1,19 @@
 """The SSM documents' shell, run as the SSM agent would run it, on a real three-node lab swarm.
 
 One swarm is shared by the whole module and the tests build on each other, in file order:
-init on A -> joins (B worker, C manager) -> verify -> describe -> drain -> leave -> rotate ->
-remove a killed node -> remove a live manager. The embedded AWS is a moto server on the bridge.
+init on A -> joins (B worker, C manager) -> verify -> describe (and D, a worker with a hostile
+hostname, in and out) -> drain -> leave -> rotate -> remove a killed node -> remove a live manager.
+The embedded AWS is a moto server on the bridge.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +24,8 @@ import pytest
 
 from infra.documents import parse_result, render_commands
 from lab.nodes import LabNetwork, LabNode, leftovers, load_image
+from swarmkeeper.domain.models import Role
+from swarmkeeper.domain.swarm import parse_describe_swarm
 
 pytestmark = pytest.mark.lab
 
@@ -51,6 +57,7 @@ class Lab:
     a: LabNode
     b: LabNode
     c: LabNode
+    d: LabNode
     ssm: object
     endpoint: str
     ids: dict[str, str] = field(default_factory=dict)
@@ -175,7 +182,7 @@ def lab():
         kms.create_alias(AliasName=KMS_ALIAS, TargetKeyId=key_id)
         ssm = boto3.client("ssm", endpoint_url=endpoint, **creds)
 
-        nodes = [net.add_node(f"ip-10-99-7-{n}.ec2.internal", f"10.99.7.{n}") for n in (11, 12, 13)]
+        nodes = [net.add_node(f"ip-10-99-7-{n}.ec2.internal", f"10.99.7.{n}") for n in (11, 12, 13, 14)]
         start = time.monotonic()
         for node in nodes:
             node.start_dockerd(wait=False)
@@ -183,7 +190,7 @@ def lab():
             node.wait_ready()
         started = time.monotonic() - start
         with ThreadPoolExecutor(3) as pool:
-            list(pool.map(load_image, nodes))
+            list(pool.map(load_image, nodes[:3]))  # D runs no task
         lab = Lab(net, *nodes, ssm=ssm, endpoint=endpoint)
         lab.timings["start 3 dockerd"] = started
         yield lab
@@ -340,6 +347,51 @@ def test_describe_swarm_lists_every_node_compactly(lab: Lab):
         f"{lab.a.ip}:2377",
         f"{lab.c.ip}:2377",
     ]
+
+
+# A line an old describe-swarm read as a leader at 6.6.6.6:1 (its awk took fields 5 and 6).
+FORGED_LINE = "zzzzzzzzzzzzzzzzzzzzzzzzz w r a leader 6.6.6.6:1"
+
+
+def set_dockerd_hostname(node: LabNode, hostname: str) -> None:
+    """What the node says its hostname is: the nodename of dockerd's own UTS namespace. sethostname(2)
+    takes any bytes, up to 64 (the hostname command refuses these, /proc/sys/kernel/hostname stops at
+    a newline)."""
+    script = "import socket, sys; socket.sethostname(sys.argv[1])"
+    argv = ["nsenter", "--uts", f"--target={node.dockerd_pid}", sys.executable, "-c", script, hostname]
+    subprocess.run(argv, check=True)
+
+
+def test_a_hostname_cannot_steer_describe_swarm(lab: Lab):
+    # Given worker D whose hostname holds a newline and a forged manager line, spaces and a percent
+    hostname = "d 50%\n" + FORGED_LINE
+    set_dockerd_hostname(lab.d, hostname)
+    joined = lab.bootstrap(lab.d, "join", "worker")
+    assert joined.returncode == 0, joined.stderr
+    d_id = joined.result["node-id"]
+    seen = lab.docker(lab.a, "node", "inspect", "-f", "{{json .Description.Hostname}}", d_id)
+    assert json.loads(seen) == hostname
+    try:
+        # When describe-swarm runs and the control plane's parser reads its output
+        run = lab.run(lab.c, "describe-swarm", ParameterPrefix=PARAMS, Region=REGION)
+        assert run.returncode == 0, run.stderr
+        listing = parse_describe_swarm(run.stdout)
+
+        # Then each node is one line, nothing is skipped, and D's hostname comes back whole
+        assert run.stdout.strip().splitlines()[-1] == "nodes=4"
+        assert listing.skipped == ()
+        assert sorted(n.node_id for n in listing.nodes) == sorted([*(lab.ids[n] for n in "abc"), d_id])
+        d = next(n for n in listing.nodes if n.node_id == d_id)
+        assert (d.role, d.address, d.hostname) == (Role.WORKER, lab.d.ip, hostname)
+        # and manager-addresses holds the managers' raft addresses, nothing a node said
+        assert sorted(lab.param("manager-addresses")["Value"].split(",")) == [
+            f"{lab.a.ip}:2377",
+            f"{lab.c.ip}:2377",
+        ]
+    finally:
+        assert lab.run(lab.d, "leave-swarm").returncode == 0
+        removed = lab.run(lab.a, "remove-node", NodeId=d_id, ParameterPrefix=PARAMS, Region=REGION)
+        assert removed.returncode == 0, removed.stderr
 
 
 # --- a failing docker command fails the document -------------------------------------------------

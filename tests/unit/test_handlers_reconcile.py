@@ -132,6 +132,46 @@ def test_node_down_while_its_instance_runs_is_marked_unhealthy_after_the_grace(w
     assert world.sent("remove-node") == []
 
 
+UNREADABLE_WORKER = "0123456789abcdefghijklmno worker ready active - not-an-address host-x"
+UNREADABLE_MANAGER = "zyxwvutsrqponmlkjihgfedcb manager ready active unknown 10.0.9.9 host-y"
+
+
+def test_a_worker_line_that_does_not_read_is_skipped_and_the_pass_goes_on(world, cluster, caplog):
+    # Given a ghost worker whose instance is gone, and a worker line describe-swarm printed that
+    # does not read
+    managers, workers, nodes = cluster
+    w = workers[0]
+    world.ec2.terminate_instances(InstanceIds=[w])
+
+    # When a reconcile pass reads the listing
+    result = world.reconcile_pass(overrides={nodes[w]: ("down", "-")}, extra=(UNREADABLE_WORKER,))
+
+    # Then the pass is carried out (the ghost is removed), and the skipped line is reported
+    assert result["outcome"] == "reconciled", result
+    assert [c.instance_id in managers for c in world.commands_for("remove-node", nodes[w])] == [True]
+    (warning,) = [r for r in caplog.records if r.getMessage() == "describe-swarm line skipped"]
+    assert warning.levelname == "WARNING"
+    assert "line 6: node 0123456789abcdefghijklmno: address is not an IP address" in warning.reason
+
+
+def test_a_line_that_may_be_a_manager_stops_the_pass(world, cluster):
+    # Given a ghost worker whose instance is gone, and a manager line that does not read (a manager
+    # status describe-swarm does not know): the quorum guards would count one manager short
+    _managers, workers, nodes = cluster
+    w = workers[0]
+    world.ec2.terminate_instances(InstanceIds=[w])
+
+    # When a reconcile pass reads the listing
+    result = world.reconcile_pass(overrides={nodes[w]: ("down", "-")}, extra=(UNREADABLE_MANAGER,))
+
+    # Then nothing is acted on and no view is saved; the pass is tried on another manager
+    assert result["outcome"] == "reconcile", result
+    assert "a manager may be missing from the listing: describe-swarm output line 6" in result["reason"]
+    assert world.sent("remove-node") == []
+    assert not any(i["pk"] == "view#cluster" for i in world.items())
+    assert len(world.sent("describe-swarm")) == 2
+
+
 def test_failed_describe_is_retried_on_another_manager(world, cluster):
     # Given a reconcile whose manager fails the command (it died)
     managers, _workers, _nodes = cluster

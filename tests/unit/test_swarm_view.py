@@ -11,21 +11,24 @@ from swarmkeeper.domain.swarm import (
     Availability,
     ManagerStatus,
     NodeState,
+    SkippedLine,
     SwarmNode,
     SwarmViewError,
+    encode_field,
     parse_describe_swarm,
     parse_node_line,
 )
+from swarmkeeper.domain.view import node_line
 
 LEADER_LINE = "abcdefghijklmnopqrstuvwxy manager ready active leader 10.99.0.11 ip-10-99-0-11"
 WORKER_LINE = "0123456789abcdefghijklmno worker down drain - 10.99.1.20 ip-10-99-1-20"
 
 
 def render(node: SwarmNode) -> str:
+    """The node's line as describe-swarm prints it: every field as Go's urlquery encodes it."""
     status = node.manager_status.value if node.manager_status else "-"
-    return (
-        f"{node.node_id} {node.role} {node.state} {node.availability} {status} {node.address} {node.hostname}"
-    )
+    fields = (node.node_id, node.role, node.state, node.availability, status, node.address, node.hostname)
+    return " ".join(encode_field(str(field)) for field in fields)
 
 
 def output(*lines: str, count: int | None = None) -> str:
@@ -38,10 +41,12 @@ def test_parses_a_manager_and_a_worker():
     text = output(LEADER_LINE, WORKER_LINE)
 
     # When it is parsed
-    nodes = parse_describe_swarm(text)
+    listing = parse_describe_swarm(text)
 
-    # Then every field is typed
-    assert nodes == [
+    # Then every field is typed, and nothing was skipped
+    assert listing.skipped == ()
+    nodes = listing.nodes
+    assert nodes == (
         SwarmNode(
             node_id="abcdefghijklmnopqrstuvwxy",
             role=Role.MANAGER,
@@ -60,7 +65,7 @@ def test_parses_a_manager_and_a_worker():
             address="10.99.1.20",
             hostname="ip-10-99-1-20",
         ),
-    ]
+    )
     leader, worker = nodes
     assert leader.is_manager and leader.is_leader and leader.is_reachable_manager and leader.is_ready
     assert not worker.is_manager and not worker.is_reachable_manager and worker.is_down
@@ -71,7 +76,7 @@ def test_blank_lines_crlf_and_surrounding_spaces_are_tolerated():
     text = f"\r\n  {LEADER_LINE}  \r\n\r\n{WORKER_LINE}\r\nnodes=2\r\n\r\n"
 
     # When it is parsed
-    nodes = parse_describe_swarm(text)
+    nodes = parse_describe_swarm(text).nodes
 
     # Then both nodes are read
     assert [n.node_id for n in nodes] == ["abcdefghijklmnopqrstuvwxy", "0123456789abcdefghijklmno"]
@@ -81,7 +86,7 @@ def test_an_empty_swarm_listing_is_valid():
     # Given only the trailer
     # When it is parsed
     # Then there are no nodes
-    assert parse_describe_swarm("nodes=0\n") == []
+    assert parse_describe_swarm("nodes=0\n").nodes == ()
 
 
 @pytest.mark.parametrize(
@@ -107,18 +112,69 @@ def test_an_empty_swarm_listing_is_valid():
         ("abcdefghijklmnopqrstuvwxy worker ready active - ip-10-99-0-11 h", "not an IP address"),
     ],
 )
-def test_a_malformed_node_line_is_refused_with_its_line_number(line, message):
+def test_a_malformed_node_line_is_skipped_and_reported_with_its_line_number(line, message):
     # Given a good first line and a malformed second one
     text = output(WORKER_LINE, line)
 
     # When it is parsed
-    with pytest.raises(SwarmViewError) as raised:
-        parse_describe_swarm(text)
+    listing = parse_describe_swarm(text)
 
-    # Then the error names the line and what is wrong with it
-    assert "line 2:" in str(raised.value)
-    assert message in str(raised.value)
-    assert raised.value.line_number == 2
+    # Then the good line is read, and the malformed one skipped with where and what is wrong
+    assert [n.node_id for n in listing.nodes] == [WORKER_LINE.split()[0]]
+    (skipped,) = listing.skipped
+    assert skipped.line_number == 2
+    assert skipped.reason.startswith("describe-swarm output line 2: ")
+    assert message in skipped.reason
+
+
+@pytest.mark.parametrize(
+    ("line", "may_be_manager"),
+    [
+        ("abcdefghijklmnopqrstuvwxy worker ready busy - 10.99.0.11 h", False),
+        ("abcdefghijklmnopqrstuvwxy manager ready active unknown 10.99.0.11 h", True),
+        ("abcdefghijklmnopqrstuvwxy boss ready active leader 10.99.0.11 h", True),
+        ("abcdefghijklmnopqrstuvwxy worker ready active - 10.99.0.11", True),
+        ("abcdefghijklmnopqrstuvwxy w%6Frker ready active - ? h", False),
+    ],
+)
+def test_a_skipped_line_says_whether_it_may_be_a_manager(line, may_be_manager):
+    # Given a malformed line: only one whose role field reads worker cannot hide a manager
+    listing = parse_describe_swarm(output(LEADER_LINE, line))
+
+    assert [s.may_be_manager for s in listing.skipped] == [may_be_manager]
+    assert listing.may_miss_a_manager is may_be_manager
+
+
+def test_a_hostname_cannot_add_a_line_or_split_its_own():
+    # Given a worker whose hostname holds a newline and a forged manager line, spaces and a percent
+    forged = "\nzzzzzzzzzzzzzzzzzzzzzzzzz manager ready active leader 6.6.6.6 h"
+    for hostname in (forged, "a b\tc", "50%+x", "ünï"):
+        worker = SwarmNode(
+            "0123456789abcdefghijklmno", Role.WORKER, "ready", "active", None, "10.99.1.20", hostname
+        )
+        # When describe-swarm prints it and the output is parsed
+        listing = parse_describe_swarm(output(LEADER_LINE, render(worker)))
+
+        # Then it is one worker with exactly that hostname, and nothing else came in
+        assert listing.skipped == ()
+        assert [n.node_id for n in listing.nodes] == ["abcdefghijklmnopqrstuvwxy", worker.node_id]
+        assert listing.nodes[1] == worker
+
+
+def test_an_unencoded_forged_line_is_skipped_not_fatal():
+    # Given output in which a hostname's newline did split a line (as printed before fields were
+    # encoded): a worker line cut short, and a manager line that is not one
+    text = output(
+        LEADER_LINE,
+        "0123456789abcdefghijklmno worker ready active - 10.99.1.20 ",
+        "6.6.6.6:2377 manager ready active reachable 6.6.6.6 h",
+    )
+
+    # When it is parsed / Then the listing is read; the two lines are skipped and reported
+    listing = parse_describe_swarm(text)
+    assert [n.node_id for n in listing.nodes] == ["abcdefghijklmnopqrstuvwxy"]
+    assert [s.line_number for s in listing.skipped] == [2, 3]
+    assert listing.may_miss_a_manager
 
 
 @pytest.mark.parametrize(
@@ -192,7 +248,11 @@ def test_only_down_and_disconnected_count_as_down(state):
 
 node_ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=25, max_size=25)
 addresses = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
-hostnames = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.-", min_size=1, max_size=40)
+# A hostname is whatever the node's kernel says: any text at all.
+hostnames = st.one_of(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789.-", min_size=2, max_size=40),
+    st.text(min_size=1, max_size=16).filter(lambda name: name != "-"),
+)
 
 
 @st.composite
@@ -220,10 +280,36 @@ def test_rendering_then_parsing_gives_the_same_nodes(nodes):
     text = output(*(render(node) for node in nodes))
 
     # When it is parsed
-    parsed = parse_describe_swarm(text)
+    listing = parse_describe_swarm(text)
 
     # Then nothing is lost or changed
-    assert parsed == nodes
+    assert listing.nodes == tuple(nodes)
+    assert listing.skipped == ()
+
+
+@given(
+    st.lists(swarm_nodes(), max_size=10, unique_by=lambda node: node.node_id),
+    st.lists(st.text(min_size=1, max_size=80).filter(lambda s: "\n" not in s and s.strip())),
+    st.randoms(),
+)
+def test_lines_that_do_not_read_are_skipped_never_fatal(nodes, garbage, random):
+    # Given good node lines mixed with lines of anything at all, and a trailer that counts them all
+    lines = [render(node) for node in nodes] + [g for g in garbage if not g.strip().startswith("nodes=")]
+    random.shuffle(lines)
+
+    # When the output is parsed
+    listing = parse_describe_swarm(output(*lines))
+
+    # Then every good node is read and every other line is skipped with its line number
+    assert sorted(listing.nodes, key=lambda n: n.node_id) == sorted(nodes, key=lambda n: n.node_id)
+    assert len(listing.skipped) == len(lines) - len(nodes)
+    assert all(isinstance(s, SkippedLine) and 1 <= s.line_number <= len(lines) for s in listing.skipped)
+
+
+@given(swarm_nodes())
+def test_the_saved_view_keeps_a_node_line_as_describe_swarm_prints_it(node):
+    assert node_line(node) == render(node)
+    assert parse_node_line(node_line(node)) == node
 
 
 @given(st.lists(swarm_nodes(), min_size=1, max_size=30, unique_by=lambda node: node.node_id), st.data())

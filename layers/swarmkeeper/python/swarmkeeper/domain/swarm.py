@@ -4,8 +4,11 @@
 
     <id> <role> <state> <availability> <manager-status or -> <addr> <hostname>
 
-then a last line ``nodes=<count>``. The trailer is how a truncated output (Run Command keeps 24,000
-characters, the rest goes to S3) is told apart from a small swarm, so it is required and checked.
+each field percent-encoded as Go's urlquery does (``-`` when empty), so what a node reports about
+itself (its hostname) can neither split its line nor add one; then a last line ``nodes=<count>``.
+The trailer is how a truncated output (Run Command keeps 24,000 characters, the rest goes to S3) is
+told apart from a small swarm, so it is required and checked. A node line that cannot be read is
+skipped and reported (``SwarmListing.skipped``), never the end of the whole listing.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
+from urllib.parse import quote_plus, unquote_plus
 
 from swarmkeeper.domain.models import Role
 
@@ -103,8 +107,31 @@ class SwarmNode:
         return self.state in (NodeState.DOWN, NodeState.DISCONNECTED)
 
 
+@dataclass(frozen=True)
+class SkippedLine:
+    line_number: int
+    reason: str
+    # Its role field does not say worker: a count of the managers without this line may be short.
+    may_be_manager: bool
+
+
+@dataclass(frozen=True)
+class SwarmListing:
+    nodes: tuple[SwarmNode, ...]
+    skipped: tuple[SkippedLine, ...] = ()
+
+    @property
+    def may_miss_a_manager(self) -> bool:
+        return any(line.may_be_manager for line in self.skipped)
+
+
+def encode_field(value: str) -> str:
+    """One field of a node line as describe-swarm prints it (Go's urlquery, ``-`` when empty)."""
+    return quote_plus(value) or _NO_MANAGER_STATUS
+
+
 def parse_node_line(line: str, line_number: int | None = None) -> SwarmNode:
-    fields = line.split()
+    fields = [unquote_plus(field) for field in line.split()]
     if len(fields) != _FIELD_COUNT:
         raise SwarmViewError(
             f"expected {_FIELD_COUNT} fields `{_LINE_FORMAT}`, got {len(fields)}: {_excerpt(line)}",
@@ -141,13 +168,15 @@ def parse_node_line(line: str, line_number: int | None = None) -> SwarmNode:
     )
 
 
-def parse_describe_swarm(output: str) -> list[SwarmNode]:
-    """Parse the whole output; raise SwarmViewError unless it is complete and consistent.
+def parse_describe_swarm(output: str) -> SwarmListing:
+    """Parse the whole output: the nodes of the lines that read, and the lines that do not, skipped.
 
-    Blank lines are ignored. The ``nodes=<count>`` trailer must be the last line and match the number
-    of node lines; node ids must be unique and at most one manager may be the leader.
+    Blank lines are ignored. Raise SwarmViewError unless the output is complete and consistent: the
+    ``nodes=<count>`` trailer must be the last line and match the number of node lines (read or
+    skipped); node ids must be unique and at most one manager may be the leader.
     """
-    numbered = [(number, line.strip()) for number, line in enumerate(output.splitlines(), start=1)]
+    # A line is what the shell printed up to a newline (not every separator str.splitlines knows).
+    numbered = [(number, line.strip()) for number, line in enumerate(output.split("\n"), start=1)]
     numbered = [(number, line) for number, line in numbered if line]
     if not numbered:
         raise SwarmViewError("empty output: no node lines and no `nodes=<count>` trailer")
@@ -159,12 +188,17 @@ def parse_describe_swarm(output: str) -> list[SwarmNode]:
             trailer_number,
         )
     nodes: list[SwarmNode] = []
+    skipped: list[SkippedLine] = []
     seen: set[str] = set()
     leader: str | None = None
     for number, line in numbered[:-1]:
         if _TRAILER.match(line):
             raise SwarmViewError("the `nodes=<count>` trailer must be the last line", number)
-        node = parse_node_line(line, number)
+        try:
+            node = parse_node_line(line, number)
+        except SwarmViewError as err:
+            skipped.append(SkippedLine(number, str(err), _may_be_manager(line)))
+            continue
         if node.node_id in seen:
             raise SwarmViewError(f"node {node.node_id} is listed twice", number)
         seen.add(node.node_id)
@@ -174,12 +208,18 @@ def parse_describe_swarm(output: str) -> list[SwarmNode]:
             leader = node.node_id
         nodes.append(node)
     expected = int(match.group(1))
-    if expected != len(nodes):
+    if expected != len(nodes) + len(skipped):
         raise SwarmViewError(
-            f"trailer says nodes={expected} but {len(nodes)} node lines were read (output truncated?)",
+            f"trailer says nodes={expected} but {len(nodes) + len(skipped)} node lines were read "
+            "(output truncated?)",
             trailer_number,
         )
-    return nodes
+    return SwarmListing(tuple(nodes), tuple(skipped))
+
+
+def _may_be_manager(line: str) -> bool:
+    fields = line.split()
+    return len(fields) != _FIELD_COUNT or unquote_plus(fields[1]) != Role.WORKER
 
 
 def _member(enum: type[_E], value: str, what: str, line_number: int | None) -> _E:

@@ -12,22 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarmkeeper.domain.quorum import choose_command_manager
-from swarmkeeper.domain.swarm import SwarmNode, parse_node_line
+from swarmkeeper.domain.swarm import SwarmNode, encode_field, parse_node_line
 
 
 def node_line(node: SwarmNode) -> str:
+    """The node as describe-swarm prints it."""
     status = str(node.manager_status) if node.manager_status is not None else "-"
-    return " ".join(
-        (
-            node.node_id,
-            str(node.role),
-            str(node.state),
-            str(node.availability),
-            status,
-            node.address,
-            node.hostname,
-        )
-    )
+    fields = (node.node_id, node.role, node.state, node.availability, status, node.address, node.hostname)
+    return " ".join(encode_field(str(field)) for field in fields)
 
 
 @dataclass(frozen=True)

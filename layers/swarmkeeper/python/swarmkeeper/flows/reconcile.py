@@ -45,6 +45,7 @@ from swarmkeeper.domain.models import (
     Role,
     Stage,
 )
+from swarmkeeper.domain.outputs import redact
 from swarmkeeper.domain.reconcile import NodeRemoval, ReconcileSettings, StuckAction, StuckOperation
 from swarmkeeper.domain.reconcile_pass import (
     DESCRIBE,
@@ -73,7 +74,7 @@ from swarmkeeper.domain.reconcile_pass import (
     removal_comment,
     waits_for_a_fresh_view,
 )
-from swarmkeeper.domain.swarm import SwarmNode, SwarmViewError, parse_describe_swarm
+from swarmkeeper.domain.swarm import SwarmListing, SwarmViewError, parse_describe_swarm
 from swarmkeeper.flows.flow import Known, Redecide, Stop, run
 from swarmkeeper.flows.managers import joined_managers_healthy_first
 from swarmkeeper.settings import RuntimeSettings
@@ -235,13 +236,20 @@ class Reconcile:
             return ReconcileFacts(op=pending)
         if stimulus.status != "Success":
             return self._retry_facts(pending, stimulus.instance_id, "", known)
-        nodes = self._read_nodes(stimulus.command_id, stimulus.instance_id)
-        if isinstance(nodes, str):
-            return self._retry_facts(pending, stimulus.instance_id, nodes, known)
+        listing = self._read_nodes(stimulus.command_id, stimulus.instance_id)
+        if isinstance(listing, str):
+            return self._retry_facts(pending, stimulus.instance_id, listing, known)
+        for line in listing.skipped:
+            logger.warning("describe-swarm line skipped", extra={"reason": redact(line.reason)})
+        if listing.may_miss_a_manager:
+            # The quorum guards (this pass's, and the leave flow's on the saved view) count managers.
+            why = next(line.reason for line in listing.skipped if line.may_be_manager)
+            unreadable = f"a manager may be missing from the listing: {why}"
+            return self._retry_facts(pending, stimulus.instance_id, unreadable, known)
         ops = tuple(a.state.open_ops())
         return ReconcileFacts(
             op=pending,
-            nodes=tuple(nodes),
+            nodes=listing.nodes,
             instances=tuple(a.instances.group_instances(self.policy.identity.groups)),
             ops=ops,
             previous=a.state.get_view(),
@@ -269,8 +277,8 @@ class Reconcile:
                 waiting.append(leave)
         return tuple(waiting)
 
-    def _read_nodes(self, command_id: str, instance_id: str) -> list[SwarmNode] | str:
-        """The node list, or why it could not be read."""
+    def _read_nodes(self, command_id: str, instance_id: str) -> SwarmListing | str:
+        """The node listing, or why it could not be read."""
         invocation = self.a.commands.invocation(command_id, instance_id)
         text = invocation.stdout if invocation else ""
         try:
