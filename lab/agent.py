@@ -25,6 +25,7 @@ from typing import Any
 from moto.core.exceptions import ServiceException
 
 from lab import patches
+from lab.holds import HeldResult, Hold
 
 log = logging.getLogger("lab.agent")
 
@@ -139,6 +140,7 @@ class SsmAgents:
         self.agents: dict[str, Agent] = {}
         self.history: list[dict] = []  # every invocation the agents ran, for reports and assertions
         self.associations: list[Any] = []  # lab.provision.AssociationSpec, applied on registration
+        self.holds: list[Hold] = []  # results held back until released (``hold``)
         self._lock = threading.RLock()
         self._timers: list[threading.Timer] = []
         self._threads: list[threading.Thread] = []
@@ -179,8 +181,31 @@ class SsmAgents:
         agent = self.agents.get(instance_id)
         return bool(agent and agent.online and agent.registered_at)
 
+    def hold(self, document: str, which: Callable[[str], bool]) -> Hold:
+        """From now on, the results of ``document`` (a name suffix) on the instances ``which`` selects
+        are held back until the returned hold is released."""
+        hold = Hold(document, which)
+        with self._lock:
+            self.holds.append(hold)
+        return hold
+
+    def _hold_for(self, document: str, instance_id: str) -> Hold | None:
+        with self._lock:
+            return next(
+                (
+                    hold
+                    for hold in self.holds
+                    if not hold.released.is_set()
+                    and document.endswith(hold.document)
+                    and hold.which(instance_id)
+                ),
+                None,
+            )
+
     def close(self) -> None:
         self._closed = True
+        for hold in self.holds:
+            hold.released.set()
         for t in self._timers:
             t.cancel()
         for agent in list(self.agents.values()):
@@ -417,20 +442,27 @@ class SsmAgents:
                 },
             )
             ended = _now()
-            urls = self._write_s3(command, instance_id, stdout, stderr)
-            self._set(
-                command,
-                inv,
-                ResponseCode=code,
-                ExecutionEndDateTime=_iso(ended),
-                ExecutionElapsedTime=_duration(ended - started),
-                StandardOutputContent=stdout[:STDOUT_LIMIT],
-                StandardErrorContent=stderr[:STDERR_LIMIT],
-                StandardOutputUrl=urls[0],
-                StandardErrorUrl=urls[1],
-                Status=status,
-                StatusDetails=status,
-            )
+        hold = self._hold_for(command.document_name, instance_id)
+        if hold is not None:
+            hold.held.append(HeldResult(command.command_id, instance_id, status, stdout, time.time()))
+            log.info("result of %s on %s held back", command.document_name, instance_id)
+            hold.released.wait()
+            if self._closed:
+                return
+        urls = self._write_s3(command, instance_id, stdout, stderr)
+        self._set(
+            command,
+            inv,
+            ResponseCode=code,
+            ExecutionEndDateTime=_iso(ended),
+            ExecutionElapsedTime=_duration(ended - started),
+            StandardOutputContent=stdout[:STDOUT_LIMIT],
+            StandardErrorContent=stderr[:STDERR_LIMIT],
+            StandardOutputUrl=urls[0],
+            StandardErrorUrl=urls[1],
+            Status=status,
+            StatusDetails=status,
+        )
 
     def _run_steps(
         self, agent: Agent, steps: list[tuple[str, str, int]], record: dict

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from lab.cluster import Lab
 from lab.scenarios.join import bootstrap, burst, rotate
 from lab.scenarios.leave import alarm, crash, manager_rollover, scale_in, spot
+from lab.scenarios.overlap import terminate_joining
 from lab.scenarios.report import NotImplementedScenario, Report
 
 log = logging.getLogger("lab.scenarios")
@@ -26,6 +27,7 @@ SCENARIOS: dict[str, Scenario] = {
     "scale-in": scale_in,
     "crash": crash,
     "spot": spot,
+    "terminate-joining": terminate_joining,
     "manager-rollover": manager_rollover,
     "rotate": rotate,
     "alarm": alarm,

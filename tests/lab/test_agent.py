@@ -216,3 +216,36 @@ def test_association_whose_script_fails_reports_failed(lab_ssm):
     agents.attach(iid, FakeNode(), "10.97.0.5", "host", delay=0)
     (event,) = _association_events(events)
     assert event["detail"]["status"] == "Failed"
+
+
+def test_a_held_result_is_reported_only_once_released(lab_ssm):
+    agents, ssm, iid, events = lab_ssm
+    agents.attach(iid, FakeNode(), "10.97.0.5", "host", delay=0)
+    # Given the results of the document on this instance are held back
+    hold = agents.hold("test-doc", lambda instance_id: instance_id == iid)
+    # When the command runs to its end
+    cid = ssm.send_command(InstanceIds=[iid], DocumentName="test-doc", Parameters={"Name": ["world"]})[
+        "Command"
+    ]["CommandId"]
+    deadline = time.monotonic() + 10
+    while not hold.held and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    # Then what it would report is there, but the invocation says InProgress and no final status went out
+    (held,) = hold.held
+    assert (held.command_id, held.instance_id, held.status) == (cid, iid, "Success")
+    time.sleep(0.3)
+    assert ssm.get_command_invocation(CommandId=cid, InstanceId=iid)["Status"] == "InProgress"
+
+    def statuses():
+        return [
+            e["detail"]["status"] for e in events if e["detail-type"].startswith("EC2 Command Invocation")
+        ]
+
+    assert statuses() == ["Pending", "InProgress"]
+
+    # When the hold is released, then the result and its status event come
+    hold.release()
+    inv = _wait_done(ssm, cid, iid)
+    assert inv["Status"] == "Success" and inv["StandardOutputContent"] == f"hello world from {iid}\n"
+    assert statuses() == ["Pending", "InProgress", "Success"]

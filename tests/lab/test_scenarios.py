@@ -17,7 +17,17 @@ from tests.lab.conftest import LAB_BRIDGE, LAB_PREFIX, LAB_SUBNET
 
 TIMEOUT_SCALE = 0.5
 
-CASES = ["bootstrap", "burst", "rotate", "scale-in", "crash", "spot", "manager-rollover", "alarm"]
+CASES = [
+    "bootstrap",
+    "burst",
+    "rotate",
+    "scale-in",
+    "crash",
+    "spot",
+    "terminate-joining",
+    "manager-rollover",
+    "alarm",
+]
 
 
 @pytest.mark.lab
