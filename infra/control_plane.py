@@ -314,10 +314,12 @@ class ControlPlane(Construct):
                 sid="DescribeFleet",
                 # These calls support no resource-level permissions. Group membership is read from the
                 # instances' aws:autoscaling:groupName tag (DescribeInstances); DescribeAutoScalingGroups
-                # tells a manager removal whether a replacement is launching.
+                # tells a manager removal whether a replacement is launching; DescribeAutoScalingInstances
+                # tells the `running` fallback whether the instance waits in a warm pool (not to join).
                 actions=[
                     "ec2:DescribeInstances",
                     "autoscaling:DescribeAutoScalingGroups",
+                    "autoscaling:DescribeAutoScalingInstances",
                     "ssm:GetCommandInvocation",
                 ],
                 resources=["*"],

@@ -84,7 +84,7 @@ def acknowledge(stack: SwarmkeeperStack) -> None:
         control.role,
         "IAM5[Resource::*]",
         "Only actions without resource-level permissions (ec2:DescribeInstances, "
-        "autoscaling:DescribeAutoScalingGroups, ssm:GetCommandInvocation, the X-Ray "
+        "autoscaling:DescribeAutoScalingGroups/Instances, ssm:GetCommandInvocation, the X-Ray "
         "PutTraceSegments/PutTelemetryRecords added by active tracing), and the Deny of "
         "ssm:GetParametersByPath on every path.",
     )

@@ -1,7 +1,9 @@
 """lifecycle_action: EC2 Instance-launch / -terminate Lifecycle Actions of the cluster's two groups.
 
-Launch: the join flow (the instance becomes a Ready swarm node, then CONTINUE). Terminate: the exit
-flow (drain, demote a manager, leave, remove, then CONTINUE; see swarmkeeper.flows.leave).
+Launch: the join flow (the instance becomes a Ready swarm node, then CONTINUE; a launch into a warm
+pool is only continued, the join comes with the launch out of it). Terminate: the exit flow (drain,
+demote a manager, leave, remove, then CONTINUE; see swarmkeeper.flows.leave), also when scale-in
+sends the node back into the warm pool.
 Duplicate deliveries of one event are answered from the idempotency record. A malformed event is
 logged as such and re-raised, so Lambda's two async retries end in the dead-letter queue with the reason.
 """

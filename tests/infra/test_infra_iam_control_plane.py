@@ -184,6 +184,7 @@ def test_only_calls_without_resource_level_permissions_are_allowed_on_every_reso
     assert everywhere == {
         "ec2:DescribeInstances",
         "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeAutoScalingInstances",  # the running fallback's warm-pool check
         "ssm:GetCommandInvocation",
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",

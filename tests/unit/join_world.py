@@ -150,6 +150,9 @@ class Fakes:
         self.abandoned: set[str] = set()  # launch action ABANDONed: Terminating in its group
         self.terminating: set[str] = set()  # terminate action pending: Terminating:Wait
         self.left: set[str] = set()  # terminate action completed: out of its group
+        # The token of an instance's pending action, where a test gave one: completing it by another
+        # token fails, as on AWS ("No active Lifecycle Action found with token ...").
+        self.pending_tokens: dict[str, str] = {}
         self.lifecycle_results: dict[str, list[str]] = {}
         self.hook_results: list[tuple[str, str, str]] = []  # (instance, hook, result)
         self.heartbeats: list[str] = []
@@ -211,6 +214,10 @@ class Fakes:
         if instance_id not in self.pending_lifecycle:
             msg = f"No active Lifecycle Action found with instance ID {instance_id}"
             return self._answer(_query_error(request, "ValidationError", msg))
+        token = params.get("LifecycleActionToken")
+        if token and token != self.pending_tokens.get(instance_id, token):
+            msg = f"No active Lifecycle Action found with token {token}"
+            return self._answer(_query_error(request, "ValidationError", msg))
         self.pending_lifecycle.discard(instance_id)
         if params["LifecycleHookName"] == "swarmkeeper-launch" and instance_id in self.launching:
             self.launching.discard(instance_id)
@@ -219,6 +226,7 @@ class Fakes:
         if params["LifecycleHookName"] == "swarmkeeper-terminate" and instance_id in self.terminating:
             self.terminating.discard(instance_id)
             self.left.add(instance_id)
+        self.pending_tokens.pop(instance_id, None)
         self.lifecycle_results.setdefault(instance_id, []).append(params["LifecycleActionResult"])
         self.hook_results.append((instance_id, params["LifecycleHookName"], params["LifecycleActionResult"]))
         body = (

@@ -115,6 +115,9 @@ def test_instances_describe_tag_and_joined_managers(aws):
     instances.tag_node_id(ids[0], "node1")
     assert instances.describe(ids[0]).node_id == "node1"
     assert [m.instance_id for m in instances.joined_managers("swarmkeeper-demo-managers")] == [ids[0]]
+    instances.clear_node_id(ids[0])  # back in the warm pool: no node any more
+    assert instances.describe(ids[0]).node_id is None
+    assert instances.joined_managers("swarmkeeper-demo-managers") == []
 
 
 def test_cluster_id_parameter(aws):

@@ -89,6 +89,12 @@ def test_both_documented_instance_id_lengths_are_accepted(parse, fixture, field,
         ("ec2-instance-launch-lifecycle-action", "AutoScalingGroupName", False),
         ("ec2-instance-launch-lifecycle-action", "LifecycleHookName", "swarmkeeper launch"),
         ("ec2-instance-launch-lifecycle-action", "LifecycleTransition", "autoscaling:TEST_NOTIFICATION"),
+        ("ec2-instance-launch-lifecycle-action", "LifecycleActionToken", "71514b9d-6a40-4b26-8523-EXAMPLE"),
+        ("ec2-instance-launch-lifecycle-action", "LifecycleActionToken", None),
+        ("ec2-instance-launch-lifecycle-action", "Origin", "Elsewhere"),
+        ("ec2-instance-launch-lifecycle-action", "Destination", "warmpool"),
+        ("ec2-instance-launch-lifecycle-action", "Destination", ""),
+        ("ec2-instance-terminate-lifecycle-action", "Destination", True),
         ("ec2-spot-instance-interruption-warning", "instance-action", "reboot"),
         ("ec2-spot-instance-interruption-warning", "instance-action", ""),
         ("cloudwatch-alarm-state-change", "alarmName", "swarmkeeper-demo-nodes-down\x00"),
@@ -102,6 +108,7 @@ def test_fields_of_the_wrong_shape_are_rejected(fixture, field, bad):
         CMD_EVENT: inputs.command_status_change,
         "ec2-instance-state-change-notification": inputs.instance_state_change,
         "ec2-instance-launch-lifecycle-action": inputs.lifecycle_action,
+        "ec2-instance-terminate-lifecycle-action": inputs.lifecycle_action,
         "ec2-spot-instance-interruption-warning": inputs.instance_notice,
         "cloudwatch-alarm-state-change": inputs.alarm_change,
     }[fixture]
@@ -125,6 +132,34 @@ def test_event_ids_are_bounded_and_shaped(bad):
     with pytest.raises(MalformedEvent) as raised:
         inputs.instance_state_change(event)
     assert len(str(raised.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("fixture", "origin", "destination", "into_pool"),
+    [
+        ("ec2-instance-launch-lifecycle-action", "EC2", "AutoScalingGroup", False),
+        ("ec2-instance-launch-lifecycle-action-into-warm-pool", "EC2", "WarmPool", True),
+        ("ec2-instance-launch-lifecycle-action-from-warm-pool", "WarmPool", "AutoScalingGroup", False),
+        ("ec2-instance-terminate-lifecycle-action-into-warm-pool", "AutoScalingGroup", "WarmPool", True),
+    ],
+)
+def test_lifecycle_actions_say_where_the_instance_comes_from_and_goes(
+    fixture, origin, destination, into_pool
+):
+    action = inputs.lifecycle_action(load_event(fixture))
+    assert (action.origin, action.destination) == (origin, destination)
+    request = action.join_request() if action.launching else action.leave_request()
+    assert request.token == load_event(fixture)["detail"]["LifecycleActionToken"]
+    if action.launching:
+        assert (request.origin, request.destination) == (origin, destination)
+    else:
+        assert request.into_warm_pool is into_pool
+
+
+def test_a_group_without_a_warm_pool_sends_no_origin_or_destination():
+    event = load_event("ec2-instance-launch-lifecycle-action")
+    del event["detail"]["Origin"], event["detail"]["Destination"]
+    assert (inputs.lifecycle_action(event).origin, inputs.lifecycle_action(event).destination) == ("", "")
 
 
 def test_a_document_arn_is_read_as_its_name():

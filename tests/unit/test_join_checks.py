@@ -7,13 +7,6 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture
-def manager(world):
-    (m,) = world.managers(1)
-    world.join(m)
-    return m
-
-
 def joining(world, role: str) -> str:
     (instance_id,) = world.workers(1) if role == "worker" else world.managers(1)
     world.lifecycle(instance_id)

@@ -4,6 +4,7 @@ invariants are checked over generated inputs, and its key transitions one by one
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,11 +32,14 @@ from swarmkeeper.domain.join_types import (
 )
 from swarmkeeper.domain.kernel import Publish
 from swarmkeeper.domain.models import (
+    WARM_POOL,
     ClusterIdentity,
     ClusterState,
     InitLock,
     InstanceFacts,
     JoinOp,
+    LeaveOp,
+    LeaveStage,
     LifecycleResult,
     Mode,
     Role,
@@ -48,6 +52,8 @@ NOW = 1_800_000_000.0
 ME = "i-0aaaaaaaaaaaaaaa1"
 OTHER = "i-0bbbbbbbbbbbbbbb2"
 NODE = "abcdefghijklmnopqrstuvwxy"
+TOKEN_A, TOKEN_B, TOKEN_C = (f"{n}0000000-0000-4000-8000-000000000000" for n in "abc")
+LAUNCHED = datetime.fromtimestamp(NOW - 1000, UTC)  # the instance's last start
 GROUPS = {Role.MANAGER: "swarmkeeper-demo-managers", Role.WORKER: "swarmkeeper-demo-workers"}
 
 
@@ -102,6 +108,8 @@ instances = st.one_of(
             st.just({}),
         ),
         private_ip=st.sampled_from(["10.0.1.5", None]),
+        launched_at=st.sampled_from([None, LAUNCHED]),
+        lifecycle_state=st.sampled_from([None, "Pending:Wait", "InService", "Warmed:Pending"]),
     ),
 )
 locks = st.one_of(
@@ -136,6 +144,21 @@ ops = st.one_of(
         node_id=st.sampled_from(["", NODE]),
         verifier=st.sampled_from(["", OTHER]),
         token_retries=st.integers(0, 1),
+        lifecycle_token=st.sampled_from(["", TOKEN_A, TOKEN_B]),
+    ),
+    st.builds(
+        LeaveOp,
+        instance_id=st.just(ME),
+        role=roles,
+        node_id=st.sampled_from(["", NODE]),
+        stage=st.sampled_from(list(LeaveStage)),
+        version=st.integers(1, 6),
+        started_at=st.just(NOW - 100),
+        drain_deadline=st.just(NOW + 500),
+        deadline=st.just(NOW + 900),
+        correlation_id=st.just("evt-0"),
+        via=st.just("lifecycle"),
+        lifecycle_token=st.just(TOKEN_C),
     ),
 )
 statuses = st.sampled_from(["Success", "Failed", "TimedOut", "Cancelled", "InProgress", "Pending"])
@@ -146,6 +169,9 @@ stimuli = st.one_of(
         via=st.sampled_from(["lifecycle", "running"]),
         correlation_id=st.just("evt-2"),
         group=st.sampled_from([None, *GROUPS.values(), "other-workers"]),
+        token=st.sampled_from(["", TOKEN_A, TOKEN_B]),
+        origin=st.sampled_from(["", "EC2", WARM_POOL]),
+        destination=st.sampled_from(["", "AutoScalingGroup", WARM_POOL]),
     ),
     st.builds(
         JoinStepDue, instance_id=st.just(ME), version=st.integers(1, 6), correlation_id=st.just("evt-1")
@@ -186,23 +212,45 @@ def test_decision_invariants(stimulus, inst, cluster, current, now):
     d = decide_join(stimulus, inst, cluster, current, now, POLICY)
     kinds = [type(a) for a in d.actions]
 
-    # An ignored input does nothing; a closed op is never reopened
-    assert (d.outcome == "ignore") == (not d.actions)
-    if current is not None and current.stage.closed:
-        assert d.outcome == "ignore"
+    into_pool = isinstance(stimulus, JoinRequested) and stimulus.destination == WARM_POOL
+    out_of_pool = isinstance(stimulus, JoinRequested) and stimulus.origin == WARM_POOL and not into_pool
+
+    # An ignored input does nothing; a closed op is never reopened (a launch out of the warm pool may
+    # replace it with a new join; a launch into the pool only continues)
+    assert (d.outcome in ("ignore", "leave-begun")) == (not d.actions)
+    if current is not None and current.stage.closed and not (into_pool or out_of_pool):
+        assert d.outcome in ("ignore", "leave-begun")
+    # A leave ends the join; only a launch out of the pool gets past a closed one (to join again),
+    # and one into the pool past any (it is only continued)
+    if isinstance(current, LeaveOp) and not (into_pool or (out_of_pool and current.stage.closed)):
+        assert d.outcome == "leave-begun"
+
+    # A launch into the warm pool is continued, that action alone, and nothing else happens
+    if d.outcome == "complete":
+        assert into_pool and alive(inst) and POLICY.identity.role_of(inst.tags) is not None
+        assert d.actions == (CompleteLifecycle(ME, stimulus.group, LifecycleResult.CONTINUE, stimulus.token),)
+    if into_pool:
+        assert d.outcome in ("complete", "ignore")
 
     # At most one command (or lock attempt) per decision
     assert sum(k in (RunBootstrap, RunVerify, AcquireInitLock) for k in kinds) <= 1
 
-    # A join is created only for a live, unjoined member of this cluster with nothing in flight
-    if CreateJoin in kinds:
-        assert isinstance(stimulus, JoinRequested) and current is None and alive(inst)
-        assert inst.node_id is None and POLICY.identity.role_of(inst.tags) is not None
-        assert kinds[0] is CreateJoin
+    # A join is created only for a live, unjoined member of this cluster with nothing in flight, or
+    # out of the warm pool over the closed op of an earlier life (never one of its own launch action)
+    created = [a for a in d.actions if isinstance(a, CreateJoin)]
+    if created:
+        assert isinstance(stimulus, JoinRequested) and alive(inst) and not inst.in_warm_pool
+        assert POLICY.identity.role_of(inst.tags) is not None and kinds[0] is CreateJoin
+        if current is None:
+            assert (inst.node_id is None or out_of_pool) and created[0].replacing is None
+        else:
+            assert out_of_pool and current.stage.closed and created[0].replacing == current.version
+            assert not (isinstance(current, JoinOp) and current.lifecycle_token == stimulus.token)
+        assert created[0].op.lifecycle_token == stimulus.token
 
-    # Versions move by one per write from the op the decision saw; two writes only to admit a node
-    # (its committing write, then joined)
-    base = current.version if current is not None else 1
+    # Versions move by one per write from the op the decision saw (or created); two writes only to
+    # admit a node (its committing write, then joined)
+    base = created[0].op.version if created else current.version if current is not None else 1
     writes = [a.op for a in d.actions if isinstance(a, SaveJoin)]
     writes += [a.then for a in d.actions if isinstance(a, (RunBootstrap, RunVerify))]
     assert [w.version for w in writes] == list(range(base + 1, base + 1 + len(writes)))
@@ -236,7 +284,7 @@ def test_decision_invariants(stimulus, inst, cluster, current, now):
             assert a.instance_id == ME and alive(inst)
         if isinstance(a, Publish):
             assert a.event.cluster == "demo" and a.event.instance_id == ME
-            expected = current.correlation_id if current is not None else stimulus.correlation_id
+            expected = stimulus.correlation_id if created or current is None else current.correlation_id
             assert a.event.correlation_id == expected
 
     # Failure: close the op first (a leave that replaced it meanwhile makes this write fail, and then
@@ -253,7 +301,11 @@ def test_decision_invariants(stimulus, inst, cluster, current, now):
 
     # CONTINUE only after a verified join (node in the swarm, Ready, with the expected role), and only
     # once the committing write is made: first in this decision, or by the one the crash interrupted
-    if any(isinstance(a, CompleteLifecycle) and a.result is LifecycleResult.CONTINUE for a in d.actions):
+    # (or for a launch into the warm pool, above)
+    continued = any(
+        isinstance(a, CompleteLifecycle) and a.result is LifecycleResult.CONTINUE for a in d.actions
+    )
+    if continued and not into_pool:
         assert isinstance(stimulus, JoinCommandFinished) and stimulus.status == "Success"
         assert stimulus.action == "verify-node" and current is not None
         if current.stage is Stage.VERIFYING:
@@ -515,3 +567,83 @@ def test_command_finished_before_its_id_was_recorded_belongs_to_its_stage(stage,
     d = decide_join(done, instance(), ClusterState(True, managers=(OTHER,)), sending, NOW, POLICY)
     # Then it is taken as the stage's command only when the document matches the stage
     assert (d.outcome != "ignore") is accepted
+
+
+# ------------------------------------------------------------------------------ warm pools
+
+
+def a_leave(stage: LeaveStage = LeaveStage.DONE, **kw) -> LeaveOp:
+    base = LeaveOp(
+        ME, Role.WORKER, NODE, stage, 7, NOW - 500, NOW - 400, NOW - 100, "evt-0", "lifecycle",
+        lifecycle_token=TOKEN_C, into_warm_pool=True,
+    )  # fmt: skip
+    return replace(base, **kw)
+
+
+def launch(origin: str = WARM_POOL, token: str = TOKEN_B, **kw) -> JoinRequested:
+    return JoinRequested(ME, "lifecycle", "evt-2", GROUPS[Role.WORKER], token=token, origin=origin, **kw)
+
+
+BACK = replace(instance(), launched_at=LAUNCHED)  # a worker just started out of the pool, tag cleared
+
+
+def test_a_launch_into_the_warm_pool_only_continues_its_own_action():
+    d = decide_join(launch("EC2", TOKEN_A, destination=WARM_POOL), BACK, ClusterState(), None, NOW, POLICY)
+    assert d.outcome == "complete"
+    assert d.actions == (CompleteLifecycle(ME, GROUPS[Role.WORKER], LifecycleResult.CONTINUE, TOKEN_A),)
+
+
+@pytest.mark.parametrize(
+    "state", ["Warmed:Pending", "Warmed:Pending:Wait", "Warmed:Running", "Warmed:Stopped"]
+)
+def test_the_running_fallback_leaves_an_instance_in_the_warm_pool_alone(state):
+    running = JoinRequested(ME, "running", "evt-2")
+    d = decide_join(running, replace(BACK, lifecycle_state=state), ClusterState(), None, NOW, POLICY)
+    assert d.outcome == "ignore" and "warm pool" in d.reason
+    joins = decide_join(
+        running, replace(BACK, lifecycle_state="Pending:Wait"), ClusterState(), None, NOW, POLICY
+    )
+    assert joins.outcome == "start"
+
+
+@pytest.mark.parametrize(
+    ("current", "replaced"),
+    [
+        (a_leave(), True),  # the scale-in that sent the node into the pool
+        (a_leave(LeaveStage.DRAINING), False),  # still leaving: not overtaken
+        (op(stage=Stage.JOINED, lifecycle_token=TOKEN_A), True),  # the join of an earlier launch
+        (op(stage=Stage.JOINED, lifecycle_token=TOKEN_B), False),  # this launch's own join: a duplicate
+        (op(stage=Stage.FAILED, lifecycle_token=TOKEN_B), False),
+        (op(stage=Stage.VERIFYING, lifecycle_token=TOKEN_A), False),  # a join in flight
+        (op(stage=Stage.JOINED, started_at=LAUNCHED.timestamp() - 60), True),  # running fallback, before
+        (op(stage=Stage.JOINED, started_at=LAUNCHED.timestamp() + 60), False),  # ... since the last start
+    ],
+)
+def test_a_launch_out_of_the_pool_replaces_only_an_op_of_the_instances_earlier_life(current, replaced):
+    # Given the op a launch out of the warm pool finds, When it is decided
+    d = decide_join(launch(), BACK, ClusterState(), current, NOW, POLICY)
+
+    # Then a new join replaces the op (on its version) exactly when the op is of an earlier life
+    created = [a for a in d.actions if isinstance(a, CreateJoin)]
+    assert bool(created) is replaced, d
+    if replaced:
+        (create,) = created
+        assert create.replacing == current.version and create.op.version == current.version + 1
+        assert create.op.lifecycle_token == TOKEN_B and create.op.stage is Stage.WAITING
+        assert create.op.replaced_leave_token == (TOKEN_C if isinstance(current, LeaveOp) else "")
+
+
+def test_the_running_fallback_started_join_is_kept_without_a_launch_time():
+    current = op(stage=Stage.JOINED, started_at=NOW - 10_000)
+    d = decide_join(launch(), replace(BACK, launched_at=None), ClusterState(), current, NOW, POLICY)
+    assert d.outcome == "ignore"
+
+
+def test_an_old_op_or_node_tag_is_no_reason_to_join_outside_a_launch_out_of_the_pool():
+    # A launch straight into the group, or the running fallback, never replaces an op
+    for request in (launch("EC2"), JoinRequested(ME, "running", "evt-2")):
+        assert decide_join(request, BACK, ClusterState(), a_leave(), NOW, POLICY).outcome == "leave-begun"
+    # A node-id tag: already joined, unless the launch brings the instance out of the pool
+    tagged = replace(BACK, tags={**BACK.tags, "swarmkeeper:node-id": NODE})
+    assert decide_join(launch("EC2"), tagged, ClusterState(), None, NOW, POLICY).outcome == "ignore"
+    assert decide_join(launch(), tagged, ClusterState(), None, NOW, POLICY).outcome == "start"

@@ -20,6 +20,7 @@ from swarmkeeper.domain.leave_types import VIA_LIFECYCLE, VIA_REBALANCE, VIA_SPO
 from swarmkeeper.domain.leave_types import (
     LeaveStepDue as LeaveStepDue,  # the steps handler tells the two apart
 )
+from swarmkeeper.domain.models import WARM_POOL
 
 LAUNCH_ACTION = "EC2 Instance-launch Lifecycle Action"
 TERMINATE_ACTION = "EC2 Instance-terminate Lifecycle Action"
@@ -37,9 +38,11 @@ _INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
 _COMMAND_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _AWS_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,255}")  # an Auto Scaling group or alarm name
 _HOOK_NAME = re.compile(r"[A-Za-z0-9_/-]{1,255}")
+_TOKEN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DOCUMENT = re.compile(r"(?:arn:aws[a-z-]*:ssm:[a-z0-9-]+:[0-9]{12}:document/)?[A-Za-z0-9_.-]{3,128}")
 _STATUS = re.compile(r"[A-Z][A-Za-z]{0,31}")  # Success, InProgress, TimedOut, ... (unknown: a failure)
 _WORD = re.compile(r"[A-Za-z0-9_:-]{1,64}")
+_PLACES = frozenset({"EC2", "AutoScalingGroup", WARM_POOL})
 _TRANSITIONS = frozenset({"autoscaling:EC2_INSTANCE_LAUNCHING", "autoscaling:EC2_INSTANCE_TERMINATING"})
 _EC2_STATES = frozenset({"pending", "running", "stopping", "stopped", "shutting-down", "terminated"})
 _SPOT_ACTIONS = frozenset({"terminate", "stop", "hibernate"})
@@ -61,16 +64,35 @@ class LifecycleAction:
     group: str
     hook: str
     correlation_id: str
+    token: str  # LifecycleActionToken: this action, not another of the same instance
+    # EC2 | AutoScalingGroup | WarmPool; "" from a group without a warm pool
+    origin: str = ""
+    destination: str = ""
 
     @property
     def launching(self) -> bool:
         return self.transition == "autoscaling:EC2_INSTANCE_LAUNCHING"
 
     def join_request(self) -> JoinRequested:
-        return JoinRequested(self.instance_id, "lifecycle", self.correlation_id, self.group)
+        return JoinRequested(
+            self.instance_id,
+            "lifecycle",
+            self.correlation_id,
+            self.group,
+            token=self.token,
+            origin=self.origin,
+            destination=self.destination,
+        )
 
     def leave_request(self) -> LeaveRequested:
-        return LeaveRequested(self.instance_id, VIA_LIFECYCLE, self.correlation_id, self.group)
+        return LeaveRequested(
+            self.instance_id,
+            VIA_LIFECYCLE,
+            self.correlation_id,
+            self.group,
+            token=self.token,
+            into_warm_pool=self.destination == WARM_POOL,
+        )
 
 
 @dataclass(frozen=True)
@@ -186,7 +208,15 @@ def lifecycle_action(event: Any) -> LifecycleAction:
         group=_field(event_id, detail, "AutoScalingGroupName", _AWS_NAME),
         hook=_field(event_id, detail, "LifecycleHookName", _HOOK_NAME),
         correlation_id=event_id,
+        token=_field(event_id, detail, "LifecycleActionToken", _TOKEN),
+        origin=_where(event_id, detail, "Origin"),
+        destination=_where(event_id, detail, "Destination"),
     )
+
+
+def _where(event_id: str, detail: dict[str, Any], name: str) -> str:
+    """Origin / Destination: only a group with a warm pool sends them; "" when absent."""
+    return _choice(event_id, detail, name, _PLACES) if name in detail else ""
 
 
 def instance_state_change(event: Any) -> InstanceStateChange:

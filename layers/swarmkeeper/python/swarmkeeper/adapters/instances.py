@@ -29,7 +29,8 @@ class Ec2Instances:
         return None
 
     def joined_managers(self, manager_group: str) -> list[InstanceFacts]:
-        """Running instances of the manager group that carry a node-id tag (they have joined)."""
+        """Running instances of the manager group that carry a node-id tag (they have joined; a
+        cleared tag, on an instance back from the warm pool, does not count)."""
         paginator = self._ec2.get_paginator("describe_instances")
         pages = paginator.paginate(
             Filters=[
@@ -38,7 +39,8 @@ class Ec2Instances:
                 {"Name": "instance-state-name", "Values": ["running"]},
             ]
         )
-        return [_facts(raw) for page in pages for r in page["Reservations"] for raw in r["Instances"]]
+        facts = [_facts(raw) for page in pages for r in page["Reservations"] for raw in r["Instances"]]
+        return [f for f in facts if f.node_id]
 
     def group_instances(self, groups: tuple[str, ...]) -> list[InstanceFacts]:
         """Every instance of the Auto Scaling ``groups`` (by their ``aws:autoscaling:groupName`` tag),
@@ -53,6 +55,11 @@ class Ec2Instances:
 
     def tag_node_id(self, instance_id: str, node_id: str) -> None:
         self._ec2.create_tags(Resources=[instance_id], Tags=[{"Key": NODE_ID_TAG, "Value": node_id}])
+
+    def clear_node_id(self, instance_id: str) -> None:
+        """The instance is no node any more: its node-id tag is set empty (the control plane may
+        write that one tag, and delete none)."""
+        self.tag_node_id(instance_id, "")
 
 
 def _facts(raw: dict[str, Any]) -> InstanceFacts:

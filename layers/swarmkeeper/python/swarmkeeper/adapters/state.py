@@ -162,6 +162,11 @@ class StateTable:
         """False when an op for the instance exists already (a duplicate or racing event)."""
         return self._put(_op_to_item(op), "attribute_not_exists(pk)")
 
+    def replace_op(self, op: JoinOp, replacing: int) -> bool:
+        """Put a new join over the instance's closed op (join or leave) at version ``replacing``;
+        False when that op moved on meanwhile (another event replaced it first)."""
+        return self._put(_op_to_item(op), "version = :v", {":v": replacing})
+
     def save_op(self, op: JoinOp) -> bool:
         """False when someone else moved the op on (the stored version is not op.version - 1), or a
         leave replaced it: from then on no write of the join lands."""

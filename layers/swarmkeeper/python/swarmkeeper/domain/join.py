@@ -10,6 +10,11 @@ A join ends in one conditional write of its op, made before anything it announce
 the tag, the node record, CONTINUE and Node Joined) or FAILED (then ABANDON and Node Join Failed). A
 leave replaces the op on its version (``domain.leave``): once it has, that write fails and the join
 announces nothing; every later stimulus finds the leave's op and is answered ``leave-begun``.
+
+With a warm pool, one instance has several launch actions: into the pool (completed at once, no
+join: the instance is stopped there) and out of it (the join). One that was a node comes back with
+the op of its earlier life (the leave that sent it into the pool, or its old join): the launch out of
+the pool replaces that op, and its cleared node-id tag is no reason to skip the join.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from swarmkeeper.domain.kernel import (
     ignore,
 )
 from swarmkeeper.domain.models import (
+    WARM_POOL,
     ClusterState,
     InstanceFacts,
     JoinOp,
@@ -80,13 +86,15 @@ def decide_join(
     now: float,
     policy: JoinPolicy,
 ) -> JoinDecision:
+    """``op``: the instance's op item. A leave op means the join is over, except for a launch into
+    the warm pool or out of it over the closed leave that sent the node there (``past_the_leave``)."""
+    if isinstance(stimulus, JoinRequested):
+        if isinstance(op, LeaveOp) and not past_the_leave(stimulus, op):
+            return _leave_begun(op)
+        return _on_join_requested(stimulus, instance, cluster, op, now, policy)
     if isinstance(op, LeaveOp):
-        # The join is over, whatever the stimulus says; a late bootstrap-node result is the leave's
-        # (``flows.commands`` hands it over).
-        return Decision(Outcome.LEAVE_BEGUN, f"the instance's leave began first (it is {op.stage})")
+        return _leave_begun(op)
     match stimulus:
-        case JoinRequested():
-            return _on_join_requested(stimulus, instance, cluster, op, now, policy)
         case JoinStepDue():
             return _on_step(stimulus, instance, cluster, op, now, policy)
         case AgentRegistered():
@@ -102,7 +110,7 @@ def _on_join_requested(
     s: JoinRequested,
     instance: InstanceFacts | None,
     cluster: ClusterState,
-    op: JoinOp | None,
+    op: JoinOp | LeaveOp | None,
     now: float,
     policy: JoinPolicy,
 ) -> JoinDecision:
@@ -116,25 +124,74 @@ def _on_join_requested(
     role = identity.role_of(instance.tags)
     if role is None:
         return _ignore(f"instance is not a member of cluster {identity.name}")
-    if instance.node_id:
+    if s.destination == WARM_POOL:
+        # Into the warm pool, to be stopped there: let it go on (this action only), join it later.
+        done = CompleteLifecycle(instance.instance_id, s.group, LifecycleResult.CONTINUE, s.token)
+        return Decision(
+            Outcome.COMPLETE, "launched into the warm pool: it joins when it leaves the pool", (done,)
+        )
+    if instance.in_warm_pool:
+        return _ignore(f"instance is in the warm pool ({instance.lifecycle_state}): it joins when it leaves")
+    from_pool = s.origin == WARM_POOL
+    if instance.node_id and not from_pool:
         return _ignore(f"instance already joined as node {instance.node_id}")
-    if op is not None:
+    if op is not None and not (from_pool and _of_an_earlier_life(op, s, instance)):
         return _ignore(f"join already {op.stage} (started by {op.via} event {op.correlation_id})")
     new = JoinOp(
         instance_id=instance.instance_id,
         role=role,
         group=instance.group or s.group,
         stage=Stage.WAITING,
-        version=1,
+        version=op.version + 1 if op is not None else 1,
         started_at=now,
         deadline=now + policy.agent_wait_seconds,
         correlation_id=s.correlation_id,
         via=s.via,
         expires_at=now + policy.open_op_seconds,
+        lifecycle_token=s.token,
+        replaced_leave_token=op.lifecycle_token if isinstance(op, LeaveOp) else "",
     )
-    started = (CreateJoin(new), Publish(_event(policy, new, NODE_JOIN_STARTED, f"{s.via} event")))
+    why = f"{s.via} event" + (" (out of the warm pool)" if from_pool else "")
+    created = CreateJoin(new, op.version if op is not None else None)
+    started = (created, Publish(_event(policy, new, NODE_JOIN_STARTED, why)))
     nxt = _advance(new, instance, cluster, now, policy)
     return Decision(Outcome.START, nxt.reason, started + nxt.actions)
+
+
+def _leave_begun(op: LeaveOp) -> JoinDecision:
+    # The join is over, whatever the stimulus says; a late bootstrap-node result is the leave's
+    # (``flows.commands`` hands it over).
+    return Decision(Outcome.LEAVE_BEGUN, f"the instance's leave began first (it is {op.stage})")
+
+
+def out_of_the_pool_over(stimulus: JoinStimulus, op: JoinOp | LeaveOp | None) -> bool:
+    """A launch out of the warm pool that finds a closed op: the op may be of the instance's earlier
+    life (``_of_an_earlier_life`` tells, on the instance's facts), and then a new join replaces it."""
+    return (
+        isinstance(stimulus, JoinRequested)
+        and stimulus.origin == WARM_POOL
+        and op is not None
+        and op.stage.closed
+    )
+
+
+def past_the_leave(stimulus: JoinRequested, op: LeaveOp) -> bool:
+    """Whether a request is decided despite the instance's leave op: a launch into the warm pool (it
+    is only continued) or one out of it over the closed leave that sent the node there."""
+    return stimulus.destination == WARM_POOL or out_of_the_pool_over(stimulus, op)
+
+
+def _of_an_earlier_life(op: JoinOp | LeaveOp, s: JoinRequested, instance: InstanceFacts) -> bool:
+    """Whether the op a launch out of the warm pool finds is from before the pool (a new join
+    replaces it) rather than of this launch (a duplicate, or its join already under way)."""
+    if not op.stage.closed:
+        return False
+    if isinstance(op, LeaveOp):
+        return True  # the scale-in that sent the node into the pool
+    if op.lifecycle_token:
+        return op.lifecycle_token != s.token
+    # Started by the `running` fallback: of this life when it started after the instance last did.
+    return instance.launched_at is not None and op.started_at < instance.launched_at.timestamp()
 
 
 def _on_step(

@@ -61,6 +61,9 @@ class JoinRequested:
     via: str  # "lifecycle" | "running"
     correlation_id: str
     group: str | None = None  # AutoScalingGroupName of a lifecycle action
+    token: str = ""  # LifecycleActionToken of a lifecycle action
+    origin: str = ""  # a lifecycle action's Origin / Destination (EC2, AutoScalingGroup, WarmPool)
+    destination: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ JoinStimulus = JoinRequested | JoinStepDue | AgentRegistered | AgentNotReady | J
 @dataclass(frozen=True)
 class CreateJoin:
     op: JoinOp  # conditional put: if an op exists already, the flow stops (a duplicate lost the race)
+    replacing: int | None = None  # or over the closed op of the instance's earlier life, at this version
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,7 @@ class CompleteLifecycle:
     instance_id: str
     group: str | None
     result: LifecycleResult
+    token: str = ""  # only the action of this token (else whichever launch action is pending)
 
 
 @dataclass(frozen=True)

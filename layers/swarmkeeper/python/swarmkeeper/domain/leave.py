@@ -117,6 +117,8 @@ def _on_request(
         return _ignore(f"group {s.group} is not one of cluster {p.identity.name}")
     if f.role is None:
         return _ignore(f"instance is not a known member of cluster {p.identity.name}")
+    if s.token and f.join is not None and s.token == f.join.replaced_leave_token:
+        return _ignore("late duplicate of the scale-in that sent the instance into the warm pool")
     if op is not None:
         return _on_request_in_flight(s, f, op, now, p)
     if s.via == VIA_REBALANCE and (f.role is Role.MANAGER or not p.rebalance_drain_workers):
@@ -142,6 +144,8 @@ def _on_request(
         via=via,
         group=s.group,
         expires_at=now + p.budget(via, f.role) + p.closed_op_seconds,
+        lifecycle_token=s.token,
+        into_warm_pool=s.into_warm_pool,
     )
     # The join in flight is cancelled (only one leave wins the replacement), unless it was admitting.
     cancelled: tuple[LeaveAction, ...] = ()
@@ -213,7 +217,7 @@ def _on_request_in_flight(
             return Decision(Outcome.COMPLETE, f"leave already {op.stage}: continue the termination", actions)
         if op.group:
             return _ignore(f"leave already {op.stage} for this lifecycle action")
-        held = _next(op, group=s.group)
+        held = _next(op, group=s.group, lifecycle_token=s.token, into_warm_pool=s.into_warm_pool)
         return Decision(
             Outcome.WAIT,
             f"leave {op.stage}: the lifecycle action waits for it",
@@ -489,7 +493,8 @@ def _after_removal(
 def _finish(op: LeaveOp, now: float, p: LeavePolicy, why: str) -> LeaveDecision:
     closed = _closing(_next(op, stage=LeaveStage.DONE, command_id="", reason=why), now, p)
     kind = NODE_REMOVED if op.graceful else DEAD_NODE_REMOVED
-    actions: tuple[LeaveAction, ...] = (ForgetNode(op.instance_id), Publish(_event(p, op, kind, why)))
+    forget = ForgetNode(op.instance_id, clear_tag=op.into_warm_pool)
+    actions: tuple[LeaveAction, ...] = (forget, Publish(_event(p, op, kind, why)))
     if op.group:
         actions += (CompleteTerminate(op.instance_id, op.group),)
     return Decision(Outcome.REMOVED, f"node {op.node_id} {why}", (*actions, SaveLeave(closed)))

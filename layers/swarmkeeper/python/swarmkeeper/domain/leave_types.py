@@ -63,6 +63,8 @@ class LeaveRequested:
     via: str  # lifecycle | spot | rebalance | state
     correlation_id: str
     group: str | None = None  # AutoScalingGroupName of a terminate lifecycle action
+    token: str = ""  # LifecycleActionToken of a terminate lifecycle action
+    into_warm_pool: bool = False  # scale-in back into the warm pool (Destination WarmPool)
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ class ReleaseManagerLock:
 @dataclass(frozen=True)
 class ForgetNode:
     instance_id: str
+    clear_tag: bool = False  # the instance lives on (in the warm pool): its node-id tag is cleared too
 
 
 LeaveAction = (

@@ -48,6 +48,11 @@ GONE_STATES = frozenset({"shutting-down", "terminated", "stopping", "stopped"})
 GROUP_TAG = "aws:autoscaling:groupName"
 NODE_ID_TAG = "swarmkeeper:node-id"
 
+# A lifecycle action's Origin / Destination when the group has a warm pool (EC2 | AutoScalingGroup |
+# WarmPool): an instance launched into the pool is stopped (or kept running) outside the group, and
+# joins only when a later launch brings it out; scale-in may send a node back into the pool.
+WARM_POOL = "WarmPool"
+
 
 @dataclass(frozen=True)
 class ClusterIdentity:
@@ -79,7 +84,10 @@ class InstanceFacts:
     state: str
     tags: Mapping[str, str] = field(default_factory=dict)
     private_ip: str | None = None
-    launched_at: datetime | None = None
+    launched_at: datetime | None = None  # EC2's LaunchTime: the instance's last start
+    # Auto Scaling's lifecycle state (Pending:Wait, InService, Warmed:Stopped, ...) when it was read;
+    # None when it was not (only the `running` fallback needs it).
+    lifecycle_state: str | None = None
 
     @property
     def group(self) -> str | None:
@@ -87,7 +95,12 @@ class InstanceFacts:
 
     @property
     def node_id(self) -> str | None:
-        return self.tags.get(NODE_ID_TAG)
+        """The node-id tag; None when there is none or it was cleared (the node left the swarm)."""
+        return self.tags.get(NODE_ID_TAG) or None
+
+    @property
+    def in_warm_pool(self) -> bool:
+        return (self.lifecycle_state or "").startswith("Warmed:")
 
     @property
     def gone(self) -> bool:
@@ -141,6 +154,10 @@ class JoinOp:
     token_retries: int = 0
     reason: str = ""
     expires_at: float = 0.0  # the item's TTL (epoch seconds)
+    lifecycle_token: str = ""  # LifecycleActionToken of the launch action it holds ("" via running)
+    # A join out of the warm pool replaces the leave that sent the node there: that terminate action's
+    # token, so a late duplicate of it is not taken for a new scale-in.
+    replaced_leave_token: str = ""
 
     def sent(self, command_id: str) -> JoinOp:
         """The op once its command is sent: the command's id recorded, on the next version."""
@@ -206,6 +223,10 @@ class LeaveOp:
     # is still to come: a node id it reports, even after this op closed, is removed at once.
     bootstrap_command: str = ""
     awaiting_bootstrap: bool = False
+    lifecycle_token: str = ""  # LifecycleActionToken of the terminate action it holds, if any
+    # Scale-in back into the warm pool: the instance is stopped, not terminated, so once removed it
+    # is no node any more (its node-id tag is cleared) and may join again when it leaves the pool.
+    into_warm_pool: bool = False
 
     @property
     def graceful(self) -> bool:

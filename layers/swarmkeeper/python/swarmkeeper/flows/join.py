@@ -30,7 +30,7 @@ from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import SwarmkeeperError
-from swarmkeeper.domain.join import decide_join, waits_for_the_swarm
+from swarmkeeper.domain.join import decide_join, out_of_the_pool_over, past_the_leave, waits_for_the_swarm
 from swarmkeeper.domain.join_types import (
     AcquireInitLock,
     AgentNotReady,
@@ -90,7 +90,8 @@ class _Facts:
     stimulus: JoinStimulus
     instance: InstanceFacts | None
     cluster: ClusterState
-    op: JoinOp | LeaveOp | None  # a leave op: the instance's leave began, the join is over
+    op: JoinOp | LeaveOp | None  # a leave op: the instance's leave began (or, for a launch out of
+    # the warm pool, the closed leave that sent it there)
 
 
 def join_comment(instance_id: str) -> str:
@@ -175,6 +176,8 @@ class JoinFlow:
 
     def gather(self, stimulus: JoinStimulus, known: Known) -> _Facts:
         iid = stimulus.instance_id
+        if isinstance(stimulus, JoinRequested):
+            return self._gather_request(stimulus, known)
         op = known.take(("op", iid), lambda: self.a.state.get_op_or_leave(iid))
         if isinstance(op, LeaveOp) or (isinstance(stimulus, JoinStepDue) and _stale(stimulus, op)):
             # The instance's leave began, or a stale step (its op moved on, e.g. the agent-ready event
@@ -183,11 +186,24 @@ class JoinFlow:
         instance = known.get(("instance", iid), lambda: self.a.instances.describe(iid))
         return _Facts(stimulus, instance, self._cluster_state(stimulus, op, known), op)
 
+    def _gather_request(self, stimulus: JoinRequested, known: Known) -> _Facts:
+        """A request sees the instance's op whatever its kind (a launch out of the warm pool replaces
+        the closed leave that sent the node there); the `running` fallback also reads where Auto
+        Scaling has the instance (one in the warm pool is not joined)."""
+        iid = stimulus.instance_id
+        op = known.take(("op", iid), lambda: self.a.state.get_op_or_leave(iid))
+        replacing = out_of_the_pool_over(stimulus, op)
+        if isinstance(op, LeaveOp) and not past_the_leave(stimulus, op):
+            return _Facts(stimulus, None, ClusterState(), op)  # the leave began: answered on the op
+        instance = known.get(("instance", iid), lambda: self.a.instances.describe(iid))
+        if stimulus.via == "running" and op is None and instance is not None and not instance.gone:
+            instance = replace(instance, lifecycle_state=self.a.lifecycle.lifecycle_state(iid))
+        # With a join in flight the request is ignored, whatever the cluster looks like.
+        cluster = known.get(_SWARM, self._swarm_state) if op is None or replacing else ClusterState()
+        return _Facts(stimulus, instance, cluster, op)
+
     def _cluster_state(self, stimulus: JoinStimulus, op: JoinOp | None, known: Known) -> ClusterState:
         """Only the facts the decision can use for this op's stage (saves calls)."""
-        if isinstance(stimulus, JoinRequested):
-            # With a join in flight the request is ignored, whatever the cluster looks like.
-            return known.get(_SWARM, self._swarm_state) if op is None else ClusterState()
         if op is not None and op.stage is Stage.WAITING:
             return known.get(_SWARM, self._swarm_state)
         if (
@@ -211,8 +227,9 @@ class JoinFlow:
         instance = facts.instance
         now = self.clock()
         match action:
-            case CreateJoin(op=new):
-                if not a.state.create_op(new):
+            case CreateJoin(op=new, replacing=replacing):
+                created = a.state.create_op(new) if replacing is None else a.state.replace_op(new, replacing)
+                if not created:
                     raise Stop(Outcome.STOPPED, "a join for this instance was started by another event")
                 known.put(("op", new.instance_id), new)
             case SaveJoin(op=new):
@@ -269,8 +286,8 @@ class JoinFlow:
                 )
             case ScheduleJoinStep(step=step, delay_seconds=delay):
                 a.steps.schedule(step, delay)
-            case CompleteLifecycle(instance_id=iid, group=group, result=result):
-                self._complete(iid, group or (instance.group if instance else None), result)
+            case CompleteLifecycle(instance_id=iid, group=group, result=result, token=token):
+                self._complete(iid, group or (instance.group if instance else None), result, token)
             case TagNode(instance_id=iid, node_id=node_id):
                 a.instances.tag_node_id(iid, node_id)
                 known.forget(("instance", iid))
@@ -329,11 +346,13 @@ class JoinFlow:
         if not save_send_record(sending, self.a.state.save_op, send, lambda op: known.keep(key, op)):
             self._lost(then, known, facts)
 
-    def _complete(self, instance_id: str, group: str | None, result: LifecycleResult) -> None:
+    def _complete(
+        self, instance_id: str, group: str | None, result: LifecycleResult, token: str = ""
+    ) -> None:
         completed = False
         if group:
             completed = self.a.lifecycle.complete(
-                group, self.settings.launch_hook_name, instance_id, str(result)
+                group, self.settings.launch_hook_name, instance_id, str(result), token
             )
         logger.info(
             "lifecycle action",

@@ -233,9 +233,12 @@ class LeaveFlow:
             case ReleaseManagerLock(holder=holder):
                 a.state.release_manager_lock(holder)
                 known.forget(_LOCK_HOLDER)
-            case ForgetNode(instance_id=iid):
+            case ForgetNode(instance_id=iid, clear_tag=clear_tag):
                 a.state.forget_node(iid)
                 known.forget(("node", iid))
+                if clear_tag:
+                    a.instances.clear_node_id(iid)
+                    known.forget(("instance", iid))
             case Publish(event=event):
                 a.bus.publish(event)
             case _:
