@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import re
 import subprocess
 import threading
 import time
@@ -22,18 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from moto.core.exceptions import ServiceException
-
 from lab import patches
 from lab.holds import HeldResult, Hold
+from lab.ssm_documents import RunCommandError, render_commands, validate_parameters
+from lab.ssm_listing import filters_match, information_filters, instance_entry, invocation_entry
 
 log = logging.getLogger("lab.agent")
 
 STDOUT_LIMIT = 24_000
 STDERR_LIMIT = 8_000
-PLUGIN_OUTPUT_LIMIT = 2_500  # ListCommandInvocations' CommandPlugins[].Output
 TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled", "Undeliverable", "Terminated"}
-_PARAM_RE = re.compile(r"\{\{\s*([A-Za-z0-9_.:-]+)\s*\}\}")
 
 
 def _now() -> datetime.datetime:
@@ -42,62 +39,6 @@ def _now() -> datetime.datetime:
 
 def _iso(t: datetime.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-class RunCommandError(ServiceException):
-    """An SSM error as AWS returns it (defined outside moto's packages so moto answers with SSM's model)."""
-
-
-def render_commands(content: dict, parameters: dict[str, list[str]]) -> list[tuple[str, str, int]]:
-    """(step name, shell, timeout) of each aws:runShellScript step, ``{{ P }}`` substituted like the agent."""
-    specs = content.get("parameters") or {}
-    values: dict[str, str] = {}
-    for name, spec in specs.items():
-        if name in parameters:
-            v = parameters[name]
-            values[name] = ",".join(v) if isinstance(v, list) else str(v)
-        elif "default" in spec:
-            values[name] = str(spec["default"])
-    steps = []
-    for step in content.get("mainSteps") or content.get("runtimeConfig", {}).values():
-        if step.get("action") != "aws:runShellScript":
-            continue
-        inputs = step.get("inputs") or {}
-        lines = inputs.get("runCommand") or []
-        text = "\n".join(lines) if isinstance(lines, list) else str(lines)
-        text = _PARAM_RE.sub(lambda m: values.get(m.group(1), m.group(0)), text)
-        timeout = int(inputs.get("timeoutSeconds") or 3600)
-        steps.append((step.get("name", "runShellScript"), text, timeout))
-    return steps
-
-
-def validate_parameters(content: dict, parameters: dict[str, Any]) -> None:
-    """Raise InvalidParameters as SendCommand does for unknown, missing or ill-formed parameters."""
-    specs = content.get("parameters") or {}
-    unknown = sorted(set(parameters) - set(specs))
-    if unknown:
-        raise RunCommandError("InvalidParameters", f"Parameters {unknown} are not defined in the document.")
-    for name, spec in specs.items():
-        if name not in parameters:
-            if "default" not in spec:
-                raise RunCommandError(
-                    "InvalidParameters", f"Parameter {name} is required but was not provided."
-                )
-            continue
-        value = parameters[name]
-        items = value if isinstance(value, list) else [value]
-        if spec.get("type", "String") == "String" and len(items) != 1:
-            raise RunCommandError("InvalidParameters", f"Parameter {name} takes exactly one value.")
-        pattern = spec.get("allowedPattern")
-        for item in items:
-            if pattern and not re.search(pattern, str(item)):
-                raise RunCommandError(
-                    "InvalidParameters",
-                    f'Parameter "{name}" "{item}" failed to satisfy constraint: '
-                    f"Member must satisfy regular expression pattern: {pattern}",
-                )
-            if spec.get("allowedValues") and item not in spec["allowedValues"]:
-                raise RunCommandError("InvalidParameters", f"Parameter {name} value {item} is not allowed.")
 
 
 @dataclass
@@ -546,63 +487,14 @@ class SsmAgents:
                 for inv in command.invocations:
                     if instance_id and inv["InstanceId"] != instance_id:
                         continue
-                    if not _filters_match(command, inv, filters):
+                    if not filters_match(command, inv, filters):
                         continue
-                    entry = {
-                        "CommandId": command.command_id,
-                        "InstanceId": inv["InstanceId"],
-                        "InstanceName": "",
-                        "Comment": command.comment,
-                        "DocumentName": command.document_name,
-                        "DocumentVersion": inv.get("DocumentVersion", "1"),
-                        "RequestedDateTime": command.requested_date_time,
-                        "Status": inv["Status"],
-                        "StatusDetails": inv["StatusDetails"],
-                        "TraceOutput": "",
-                        "StandardOutputUrl": inv.get("StandardOutputUrl", ""),
-                        "StandardErrorUrl": inv.get("StandardErrorUrl", ""),
-                        "ServiceRole": command.service_role_arn,
-                        "NotificationConfig": {
-                            "NotificationArn": "",
-                            "NotificationEvents": [],
-                            "NotificationType": "Command",
-                        },
-                        "CommandPlugins": [],
-                    }
-                    if details:
-                        entry["CommandPlugins"] = [
-                            {
-                                "Name": "aws:runShellScript",
-                                "Status": inv["Status"],
-                                "StatusDetails": inv["StatusDetails"],
-                                "ResponseCode": inv["ResponseCode"],
-                                "Output": (
-                                    inv.get("StandardOutputContent", "") + inv.get("StandardErrorContent", "")
-                                )[:PLUGIN_OUTPUT_LIMIT],
-                                "StandardOutputUrl": inv.get("StandardOutputUrl", ""),
-                                "StandardErrorUrl": inv.get("StandardErrorUrl", ""),
-                                "OutputS3Region": command.output_s3_region or self.region.name,
-                                "OutputS3BucketName": command.output_s3_bucket_name,
-                                "OutputS3KeyPrefix": command.output_s3_key_prefix,
-                            }
-                        ]
-                    out.append(entry)
+                    out.append(invocation_entry(command, inv, details, self.region.name))
         out.sort(key=lambda e: e["RequestedDateTime"], reverse=True)
         return {"CommandInvocations": out}
 
     def _instance_information(self, filter_list: list[dict], filters: list[dict]) -> list[dict]:
-        wanted_ids: set[str] | None = None
-        ping: set[str] | None = None
-        for f in filter_list:
-            if f.get("key") == "InstanceIds":
-                wanted_ids = set(f.get("valueSet") or [])
-            if f.get("key") == "PingStatus":
-                ping = set(f.get("valueSet") or [])
-        for f in filters:
-            if f.get("Key") in ("InstanceIds", "instanceIds"):
-                wanted_ids = set(f.get("Values") or [])
-            if f.get("Key") == "PingStatus":
-                ping = set(f.get("Values") or [])
+        wanted_ids, ping = information_filters(filter_list, filters)
         out = []
         with self._lock:
             for agent in self.agents.values():
@@ -613,22 +505,7 @@ class SsmAgents:
                 status = "Online" if agent.online else "ConnectionLost"
                 if ping is not None and status not in ping:
                     continue
-                out.append(
-                    {
-                        "InstanceId": agent.instance_id,
-                        "PingStatus": status,
-                        "LastPingDateTime": _now() if agent.online else agent.registered_at,
-                        "AgentVersion": "3.3.0.0",
-                        "IsLatestVersion": True,
-                        "PlatformType": "Linux",
-                        "PlatformName": "Amazon Linux",
-                        "PlatformVersion": "2023",
-                        "RegistrationDate": agent.registered_at,
-                        "ResourceType": "EC2Instance",
-                        "IPAddress": agent.ip,
-                        "ComputerName": agent.hostname,
-                    }
-                )
+                out.append(instance_entry(agent, status, _now()))
         return out
 
 
@@ -645,16 +522,6 @@ def _targets(targets: list[dict], instance_id: str, tags: dict[str, str]) -> boo
         else:
             return False
     return bool(targets)
-
-
-def _filters_match(command: Any, inv: dict, filters: list[dict]) -> bool:
-    for f in filters:
-        key, value = f.get("key") or f.get("Key"), f.get("value") or f.get("Value")
-        if key == "Status" and inv["Status"] != value:
-            return False
-        if key == "DocumentName" and command.document_name != value:
-            return False
-    return True
 
 
 def _text(v: Any) -> str:

@@ -6,8 +6,8 @@
 - flows reach AWS through adapters only (no boto3 / botocore) and import no wiring;
 - a handler imports, of swarmkeeper, only ``handling``, ``inputs``, ``runtime`` and the kernel
   (``domain.kernel``), and no boto3;
-- nothing in the Lambda layer imports in a circle;
-- no module of the layer, the handlers or the infrastructure is over 600 lines.
+- nothing in the Lambda layer, and nothing in the lab or the bench, imports in a circle;
+- no module of the layer, the handlers, the infrastructure, the lab or the bench is over 600 lines.
 
 Every import counts, also one inside a function or under ``TYPE_CHECKING``."""
 
@@ -42,11 +42,16 @@ def module_of(path: Path) -> str:
 
 
 LAYER_MODULES = {module_of(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+LAB_MODULES = {
+    ".".join(p.relative_to(REPO).with_suffix("").parts[: -1 if p.name == "__init__.py" else None]): p
+    for folder in ("lab", "bench")
+    for p in sorted((REPO / folder).rglob("*.py"))
+}
 
 
-def imports(name: str, path: Path) -> Iterator[str]:
+def imports(name: str, path: Path, known: dict[str, Path] = LAYER_MODULES) -> Iterator[str]:
     """Every module the module ``name`` (at ``path``) imports; ``from package import name`` is the
-    submodule when there is one."""
+    submodule when there is one among ``known``."""
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
@@ -57,7 +62,7 @@ def imports(name: str, path: Path) -> Iterator[str]:
                 base = ".".join([*package[: len(package) - node.level + 1], *filter(None, [base])])
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
-                yield sub if sub in LAYER_MODULES else base
+                yield sub if sub in known else base
 
 
 def under(module: str, prefixes: tuple[str, ...]) -> bool:
@@ -93,7 +98,9 @@ def broken_rules(paths: dict[str, Path]) -> list[str]:
 def cycles(paths: dict[str, Path]) -> list[list[str]]:
     """The layer's import cycles (strongly connected components of more than one module, or a
     module importing itself), by Tarjan's algorithm."""
-    edges = {name: sorted({i for i in imports(name, path) if i in paths}) for name, path in paths.items()}
+    edges = {
+        name: sorted({i for i in imports(name, path, paths) if i in paths}) for name, path in paths.items()
+    }
     selfloops = [[name] for name, out in edges.items() if name in out]
     edges = {name: [i for i in out if i != name] for name, out in edges.items()}
     index: dict[str, int] = {}
@@ -144,9 +151,20 @@ def test_nothing_in_the_layer_imports_in_a_circle():
     assert cycles(LAYER_MODULES) == []
 
 
+def test_nothing_in_the_lab_or_the_bench_imports_in_a_circle():
+    # Given the lab's and the bench's modules / When the import graph is walked / Then it has no cycle
+    assert cycles(LAB_MODULES) == []
+
+
 def test_no_module_is_over_600_lines():
-    # Given the layer, the handlers and the infrastructure / When their lines are counted
-    paths = [*PACKAGE.rglob("*.py"), *HANDLERS, *REPO.glob("infra/**/*.py"), REPO / "app.py"]
+    # Given the layer, the handlers, the infrastructure, the lab and the bench / When their lines are counted
+    paths = [
+        *PACKAGE.rglob("*.py"),
+        *HANDLERS,
+        *REPO.glob("infra/**/*.py"),
+        REPO / "app.py",
+        *LAB_MODULES.values(),
+    ]
     long = {str(p.relative_to(REPO)): n for p in paths if (n := len(p.read_text().splitlines())) > MAX_LINES}
 
     # Then none is longer than one sitting's reading
