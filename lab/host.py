@@ -18,6 +18,7 @@ from pathlib import Path
 
 LAB_ROOT = Path("/tmp/swarmkeeper-lab")
 NETNS_DIR = Path("/run/netns")
+SCRATCH_ROOT = Path("/run/swarmkeeper")  # the documents' scratch directories on a real instance
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
@@ -212,6 +213,8 @@ def leftovers(prefix: str = "sk") -> list[str]:
     found += [f"cgroup {d}" for d in cgroup_dirs(prefix)]
     if root.exists():
         found.append(f"directory {root}")
+    if SCRATCH_ROOT.exists():  # a document run outside the lab's nodes (no SWARMKEEPER_RUN_DIR)
+        found.append(f"directory {SCRATCH_ROOT}")
     return found
 
 
@@ -231,4 +234,6 @@ def cleanup(prefix: str = "sk") -> list[str]:
     shutil.rmtree(root, ignore_errors=True)
     with contextlib.suppress(OSError):
         LAB_ROOT.rmdir()
+    with contextlib.suppress(OSError):
+        SCRATCH_ROOT.rmdir()  # only when empty: a real run's scratch files are not the lab's to delete
     return found

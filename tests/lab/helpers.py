@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from lab import patches
 from lab.events import EventFactory
@@ -18,6 +20,7 @@ class FakeNode:
     def __init__(self, name: str = "fake", ip: str = "10.97.0.5"):
         self.name = name
         self.ip = ip
+        self.root_dir = Path(tempfile.gettempdir()) / f"swarmkeeper-fake-node-{name}"
         self.ran: list[tuple[list[str], dict]] = []
 
     def run(self, argv, env=None, timeout=120, stdin=None):
