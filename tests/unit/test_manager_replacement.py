@@ -4,6 +4,8 @@ instance is Pending:Wait while its launch action is pending). Given / When / The
 
 from __future__ import annotations
 
+import json
+
 LOCK = "lock#manager-change"
 
 
@@ -64,6 +66,16 @@ def replacing(world, nodes, leaving: str) -> tuple[Swarm, str]:
     drained(world, nodes[leaving])
     swarm.round()
     return swarm, replacement
+
+
+def steps_for(world, instance_id: str, version: int, since: int) -> list[int]:
+    """The delays of the steps sent since ``since`` for that op version."""
+    out = []
+    for message in world.steps_sent()[since:]:
+        body = json.loads(message["MessageBody"])
+        if body.get("instanceId") == instance_id and body.get("version") == version:
+            out.append(message.get("DelaySeconds", 0))
+    return out
 
 
 def removals(world, node_ids) -> list:
@@ -259,9 +271,31 @@ def test_a_replacement_joining_wakes_the_waiting_removal_at_once(world, cluster)
     join_now(world, replacement)
 
     # Then a step for the waiting op's version goes out without delay
-    woken = [
-        m
-        for m in world.steps_sent()[before:]
-        if leaving in m["MessageBody"] and str(op["version"]) in m["MessageBody"]
-    ]
-    assert [m.get("DelaySeconds", 0) for m in woken] == [0]
+    assert steps_for(world, leaving, op["version"], since=before) == [0]
+
+
+def test_the_lock_released_wakes_the_removal_waiting_for_it_at_once(world, cluster):
+    # Given five managers, two leaving: one holds the manager-change lock, the other waits for it
+    managers, _workers, nodes = cluster
+    for iid in world.managers(2):
+        nodes[iid] = join_now(world, iid)
+    swarm = Swarm(world)
+    swarm.round()
+    first, second = managers[:2]
+    for iid in (first, second):
+        world.terminating(iid)
+        drained(world, nodes[iid])
+    for _ in range(3):
+        swarm.round()
+    holder = next(i for i in (first, second) if world.commands_for("remove-node", nodes[i]))
+    waiter = first if holder == second else second
+    op = world.leave_op(waiter)
+    assert op["waiting_for"].startswith("another manager change")
+    before = len(world.steps_sent())
+
+    # When the holder's removal succeeds (it lets go of the lock)
+    (remove,) = world.commands_for("remove-node", nodes[holder])
+    world.finish(remove, stdout=f"node-id={nodes[holder]} removed=true\n")
+
+    # Then a step for the waiting op's version goes out without delay
+    assert steps_for(world, waiter, op["version"], since=before) == [0]

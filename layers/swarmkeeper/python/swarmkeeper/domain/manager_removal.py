@@ -25,8 +25,9 @@ from swarmkeeper.domain.models import LeaveOp, LeaveStage
 from swarmkeeper.domain.quorum import can_remove_manager, costs_no_spare
 from swarmkeeper.domain.view import ClusterView
 
-# What a removal waits for (the start of the op's waiting_for). A fresh view: the reconcile pass that
-# saves it wakes the removal. A replacement: a manager's join wakes it.
+# What a removal waits for (the start of the op's waiting_for), and what wakes it: a fresh view, the
+# reconcile pass that saves one; another manager change, the lock's release; a replacement, a
+# manager's join.
 FRESH_VIEW = "a fresh swarm view"
 ANOTHER_CHANGE = "another manager change"
 REPLACEMENT = "a replacement manager"
@@ -87,7 +88,16 @@ def gate(op: LeaveOp, facts: LeaveFacts, now: float, policy: LeavePolicy, fresh:
 
 def waits_for_a_replacement(op: LeaveOp) -> bool:
     """A manager removal that a manager's join moves on."""
-    return op.stage is LeaveStage.REMOVING and not op.command_id and op.waiting_for.startswith(REPLACEMENT)
+    return _waits_for(op, REPLACEMENT)
+
+
+def waits_for_the_lock(op: LeaveOp) -> bool:
+    """A manager removal that the manager-change lock's release moves on."""
+    return _waits_for(op, ANOTHER_CHANGE)
+
+
+def _waits_for(op: LeaveOp, what: str) -> bool:
+    return op.stage is LeaveStage.REMOVING and not op.command_id and op.waiting_for.startswith(what)
 
 
 def _coming(facts: LeaveFacts, view: ClusterView) -> tuple[str, ...]:

@@ -61,14 +61,13 @@ from swarmkeeper.domain.models import (
     InstanceFacts,
     JoinOp,
     LeaveOp,
-    LeaveStage,
     LifecycleResult,
     OpKind,
     Role,
     Stage,
 )
 from swarmkeeper.flows.flow import Known, Redecide, Stop, run
-from swarmkeeper.flows.managers import joined_managers_healthy_first
+from swarmkeeper.flows.managers import joined_managers_healthy_first, removals_waiting
 from swarmkeeper.flows.sending import save_send_record
 from swarmkeeper.settings import RuntimeSettings
 
@@ -320,11 +319,11 @@ class JoinFlow:
         """A step now for each other join ``waits_for_the_swarm`` (its pending step, one version
         behind once this one ran, is then ignored as stale), and for each manager removal that
         ``waits_for_a_replacement`` (a manager joined: it looks again, on a fresh view)."""
-        for item in self.a.state.open_ops():
-            if item.kind is OpKind.LEAVE:
-                if item.stage == LeaveStage.REMOVING and item.role is Role.MANAGER:
-                    self._wake_removal(item.instance_id)
-                continue
+        ops = self.a.state.open_ops()
+        for leave in removals_waiting(self.a.state, ops, waits_for_a_replacement):
+            self.a.steps.schedule(LeaveStepDue(leave.instance_id, leave.version, leave.correlation_id), 0)
+            logger.info("manager removal woken by a manager's join", extra={"instance_id": leave.instance_id})
+        for item in ops:
             if item.kind is not OpKind.JOIN or item.stage not in (Stage.WAITING, Stage.AWAITING_VERIFIER):
                 continue
             instance_id = item.instance_id
@@ -332,12 +331,6 @@ class JoinFlow:
             if op is not None and waits_for_the_swarm(op):
                 self.a.steps.schedule(JoinStepDue(instance_id, op.version, op.correlation_id), 0)
                 logger.info("join woken", extra={"instance_id": instance_id, "stage": str(op.stage)})
-
-    def _wake_removal(self, instance_id: str) -> None:
-        _, leave = self.a.state.get_ops(instance_id)
-        if leave is not None and waits_for_a_replacement(leave):
-            self.a.steps.schedule(LeaveStepDue(instance_id, leave.version, leave.correlation_id), 0)
-            logger.info("manager removal woken by a manager's join", extra={"instance_id": instance_id})
 
     def _send(self, then: JoinOp, send: Callable[[], str], known: Known, facts: _Facts) -> None:
         """The send step (``flows.sending``) for the op at the command's stage, ``then``."""

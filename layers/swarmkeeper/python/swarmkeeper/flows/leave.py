@@ -53,11 +53,11 @@ from swarmkeeper.domain.leave_types import (
     ScheduleLeaveStep,
     SendCommand,
 )
-from swarmkeeper.domain.manager_removal import ANOTHER_CHANGE
+from swarmkeeper.domain.manager_removal import ANOTHER_CHANGE, waits_for_the_lock
 from swarmkeeper.domain.models import GroupLaunches, LeaveOp, LeaveStage, LifecycleResult, Role
 from swarmkeeper.domain.outputs import BootstrapResult
 from swarmkeeper.flows.flow import Known, Redecide, Stop, run
-from swarmkeeper.flows.managers import joined_managers_healthy_first
+from swarmkeeper.flows.managers import joined_managers_healthy_first, removals_waiting
 from swarmkeeper.flows.sending import save_send_record
 from swarmkeeper.settings import RuntimeSettings
 
@@ -231,7 +231,8 @@ class LeaveFlow:
                 except Exception:  # a fresh view is wanted, not required now: the next step asks again
                     logger.exception("could not start a reconcile for a fresh swarm view")
             case ReleaseManagerLock(holder=holder):
-                a.state.release_manager_lock(holder)
+                if a.state.release_manager_lock(holder):
+                    self._wake_lock_waiters()
                 known.forget(_LOCK_HOLDER)
             case ForgetNode(instance_id=iid, clear_tag=clear_tag):
                 a.state.forget_node(iid)
@@ -243,6 +244,13 @@ class LeaveFlow:
                 a.bus.publish(event)
             case _:
                 raise TypeError(f"unknown action {action!r}")
+
+    def _wake_lock_waiters(self) -> None:
+        """The lock is free: the other manager removals waiting for it go on now, not at their step."""
+        a = self.a
+        for leave in removals_waiting(a.state, a.state.open_ops(), waits_for_the_lock):
+            a.steps.schedule(LeaveStepDue(leave.instance_id, leave.version, leave.correlation_id), 0)
+            logger.info("manager removal woken: the lock is free", extra={"instance_id": leave.instance_id})
 
     def _send(
         self,

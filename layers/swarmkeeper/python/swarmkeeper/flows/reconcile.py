@@ -39,7 +39,6 @@ from swarmkeeper.domain.models import (
     LeaveOp,
     LeaveStage,
     LifecycleResult,
-    OpKind,
     OpSummary,
     ReconcilePass,
     Role,
@@ -76,7 +75,7 @@ from swarmkeeper.domain.reconcile_pass import (
 )
 from swarmkeeper.domain.swarm import SwarmListing, SwarmViewError, parse_describe_swarm
 from swarmkeeper.flows.flow import Known, Redecide, Stop, run
-from swarmkeeper.flows.managers import joined_managers_healthy_first
+from swarmkeeper.flows.managers import joined_managers_healthy_first, removals_waiting
 from swarmkeeper.settings import RuntimeSettings
 
 logger = Logger(child=True)
@@ -268,14 +267,7 @@ class Reconcile:
         """Manager removals that asked for a fresh view: this pass's view wakes them."""
         if self.a.steps is None:
             return ()
-        waiting = []
-        for op in ops:
-            if op.kind is not OpKind.LEAVE or op.stage != LeaveStage.REMOVING or op.role is not Role.MANAGER:
-                continue
-            _, leave = self.a.state.get_ops(op.instance_id)
-            if leave is not None and waits_for_a_fresh_view(leave):
-                waiting.append(leave)
-        return tuple(waiting)
+        return removals_waiting(self.a.state, ops, waits_for_a_fresh_view)
 
     def _read_nodes(self, command_id: str, instance_id: str) -> SwarmListing | str:
         """The node listing, or why it could not be read."""
