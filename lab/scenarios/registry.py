@@ -15,6 +15,7 @@ from lab.cluster import Lab
 from lab.scenarios.join import bootstrap, burst, rotate
 from lab.scenarios.leave import alarm, crash, manager_rollover, scale_in, spot
 from lab.scenarios.overlap import terminate_joining
+from lab.scenarios.replacement import managers_replaced
 from lab.scenarios.report import NotImplementedScenario, Report
 
 log = logging.getLogger("lab.scenarios")
@@ -29,6 +30,7 @@ SCENARIOS: dict[str, Scenario] = {
     "spot": spot,
     "terminate-joining": terminate_joining,
     "manager-rollover": manager_rollover,
+    "managers-replaced": managers_replaced,
     "rotate": rotate,
     "alarm": alarm,
 }

@@ -162,3 +162,30 @@ def test_instance_terminated_outside_auto_scaling_is_replaced(asg):
     (iid,) = _states(client)
     ec2.terminate_instances(InstanceIds=[iid])
     assert _until(lambda: iid not in _states(client) and len(_states(client)) == 1)
+
+
+def test_terminating_without_decrement_launches_the_replacement_at_once(asg):
+    _engine, client, ec2, events = asg
+    # Given two instances in service
+    client.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
+    old = sorted(_states(client))
+    for iid in old:
+        client.complete_lifecycle_action(
+            AutoScalingGroupName=GROUP,
+            LifecycleHookName="swarmkeeper-launch",
+            InstanceId=iid,
+            LifecycleActionResult="CONTINUE",
+        )
+    # When both are terminated at once without decrementing the desired capacity
+    for iid in old:
+        client.terminate_instance_in_auto_scaling_group(InstanceId=iid, ShouldDecrementDesiredCapacity=False)
+    # Then, as in AWS, two replacements launch right away while the old ones wait (still running)
+    states = _states(client)
+    new = sorted(i for i in states if i not in old)
+    assert [states[i] for i in old] == ["Terminating:Wait"] * 2
+    assert len(new) == 2 and [states[i] for i in new] == ["Pending:Wait"] * 2
+    assert all(_ec2_state(ec2, i) == "running" for i in old)
+    group = client.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]
+    assert group["DesiredCapacity"] == 2
+    launches = {e["detail"]["EC2InstanceId"] for e in events if "launch" in e["detail-type"]}
+    assert set(new) <= launches

@@ -26,6 +26,7 @@ CASES = [
     "spot",
     "terminate-joining",
     "manager-rollover",
+    "managers-replaced",
     "alarm",
 ]
 
