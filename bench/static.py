@@ -68,6 +68,7 @@ def _placeholder(key: str) -> str:
     return {
         "STEP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/swarmkeeper-demo-steps",
         "COMMAND_OUTPUT_BUCKET": "swarmkeeper-demo-output",
+        "STACKS_BUCKET": "swarmkeeper-demo-stacks",
     }.get(key, "x")
 
 

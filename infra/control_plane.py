@@ -1,6 +1,6 @@
 """The control plane: one Lambda function per `functions/<name>/`, its IAM role and its event sources.
 
-One IAM role for all eight functions. They form one state machine (any of them may send a Run Command,
+One IAM role for all nine functions. They form one state machine (any of them may send a Run Command,
 complete a lifecycle action or enqueue the next step), so per-function roles would each need nearly the
 whole set; one role is one policy to review and to test. What it can NOT do matters more: it cannot
 read the join tokens (no read of them, an explicit Deny on top, and no use of the cluster KMS key, whose
@@ -31,10 +31,12 @@ from infra.names import (
     LAUNCH_HOOK,
     METRICS_NAMESPACE,
     SECRETS_PATH,
+    STACKS_PREFIX,
     TERMINATE_HOOK,
     Names,
 )
 from infra.settings import ClusterSettings
+from infra.stacks import StacksBucket
 from infra.state import STEPS_FUNCTION_TIMEOUT, State
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +71,7 @@ class ControlPlane(Construct):
         names: Names,
         state: State,
         bus: events.IEventBus,
+        stacks: StacksBucket,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -123,6 +126,7 @@ class ControlPlane(Construct):
             "DOCUMENT_PREFIX": names.document_prefix,
             "STEP_QUEUE_URL": state.step_queue.queue_url,  # Ref: the URL holds account and region
             "COMMAND_OUTPUT_BUCKET": state.output_bucket.bucket_name,  # Ref: generated, globally unique
+            "STACKS_BUCKET": stacks.bucket_name,  # Ref, likewise
             "DOCKER_VERSION": settings.docker_version,
             "AGENT_WAIT_SECONDS": str(settings.agent_wait_seconds),
             "DRAIN_TIMEOUT_SECONDS": str(settings.drain_timeout_seconds),
@@ -254,6 +258,21 @@ class ControlPlane(Construct):
             state,
             schedule=events.Schedule.rate(Duration.days(settings.token_rotation_days)),
         )
+        # S3 sends its events to the account's default bus, where this rule is.
+        self._rule(
+            "stack-object",
+            "stack_object",
+            state,
+            events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created", "Object Deleted"],
+                detail={
+                    "bucket": {"name": [stacks.bucket_name]},
+                    "object": {"key": events.Match.wildcard(f"{STACKS_PREFIX}*.yml")},
+                },
+            ),
+        )
+        stacks.grant_list(self.role)
 
         self.functions["steps"].add_event_source(
             sources.SqsEventSource(state.step_queue, batch_size=10, report_batch_item_failures=True)

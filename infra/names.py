@@ -15,6 +15,7 @@ FUNCTIONS: tuple[str, ...] = (
     "reconcile",
     "rotate_tokens",
     "steps",
+    "stack_object",
 )
 ALARMS: tuple[str, ...] = ("nodes-down", "quorum-at-risk", "dlq-depth", "function-errors")
 LAUNCH_HOOK = "swarmkeeper-launch"

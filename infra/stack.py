@@ -37,7 +37,13 @@ class SwarmkeeperStack(Stack):
         self.stacks = StacksBucket(self, "Stacks", settings=settings, names=names)
         self.operators = OperatorsBus(self, "Operators", settings=settings, names=names)
         self.control_plane = ControlPlane(
-            self, "ControlPlane", settings=settings, names=names, state=self.state, bus=self.operators.bus
+            self,
+            "ControlPlane",
+            settings=settings,
+            names=names,
+            state=self.state,
+            bus=self.operators.bus,
+            stacks=self.stacks,
         )
         self.alarms = Alarms(
             self,
@@ -51,7 +57,6 @@ class SwarmkeeperStack(Stack):
             self, "Compute", settings=settings, names=names, network=self.network, state=self.state
         )
         self.stacks.grant_managers(self.compute.manager_role, self.state.key)
-        self.stacks.grant_list(self.control_plane.role)
         # The groups' first instances already wait on the launch hook: the rules, the functions and the
         # documents that bootstrap them must exist before the groups do.
         for group in (self.compute.manager_group, self.compute.worker_group):

@@ -13,7 +13,7 @@ explicit Deny, with the join tokens'); workers get nothing here.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -41,6 +41,12 @@ class StacksBucket(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 )
             ],
+        )
+        CfnOutput(
+            scope,
+            "StacksBucketName",
+            value=self.bucket.bucket_name,
+            description="Put a Compose file at stacks/<name>.yml here to deploy it as swarm stack <name>",
         )
         cfn = self.bucket.node.default_child
         assert isinstance(cfn, s3.CfnBucket)

@@ -81,7 +81,7 @@ PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter(
             "Key", "The Compose file's key: stacks/<StackName>.yml.", rf"^stacks/{STACK_NAME_PATTERN}\.yml$"
         ),
-        Parameter("VersionId", "The object version to deploy.", r"^[A-Za-z0-9._-]{1,1024}$"),
+        Parameter("VersionId", "The object version to deploy.", r"^[A-Za-z0-9._+/=-]{1,1024}$"),
         _PREFIX,
         _REGION,
     ),

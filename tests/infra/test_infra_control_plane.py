@@ -14,6 +14,7 @@ FUNCTIONS = (
     "reconcile",
     "rotate_tokens",
     "steps",
+    "stack_object",
 )
 CONTRACT_ENV = {
     "CLUSTER_NAME": "demo",
@@ -44,6 +45,7 @@ RULE_TARGETS = {
     "swarmkeeper-demo-alarm": "alarm",
     "swarmkeeper-demo-reconcile": "reconcile",
     "swarmkeeper-demo-rotate-tokens": "rotate-tokens",
+    "swarmkeeper-demo-stack-object": "stack-object",
 }
 
 
@@ -80,6 +82,7 @@ def test_function_environment_is_exactly_the_readme_contract(demo):
             # the two values the lab must resolve: a queue URL and a generated bucket name
             "STEP_QUEUE_URL": {"Ref": queue_id},
             "COMMAND_OUTPUT_BUCKET": {"Ref": bucket_id},
+            "STACKS_BUCKET": {"Ref": demo.stacks_bucket_id},
         }
 
 

@@ -23,6 +23,8 @@ EVENT_KINDS = (
     "ec2-state-manager-instance-association-state-change",
     "cloudwatch-alarm-state-change",
     "scheduled-event",
+    "s3-object-created",
+    "s3-object-deleted",
 )
 # rule -> the sample events it must match; it must match none of the others.
 EXPECTED = {

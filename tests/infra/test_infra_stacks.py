@@ -4,8 +4,16 @@ nothing; the control plane lists versions under `stacks/` and reads neither a fi
 
 from __future__ import annotations
 
+import copy
+import json
+
 import pytest
 from infra_iam import Statement, allowed, arn, key_allows, key_policy, role_id_for, statements_of_role
+from infra_synth import load_event
+from moto.events.models import EventPattern
+from test_infra_event_patterns import EVENT_KINDS
+
+from swarmkeeper.domain.stacks import STACK_NAME_PATTERN
 
 ROLES = {"manager": "ComputeManagerRole", "worker": "ComputeWorkerRole", "control": "ControlPlaneRole"}
 SECRET = "/swarmkeeper/demo/secrets/db_password"
@@ -133,3 +141,38 @@ def test_the_role_and_the_key_policy_each_hold_the_secrets_context(demo, roles):
         assert allowed(roles["manager"], "kms:Decrypt", f"arn:aws:test:::{key_id}", context) == [], parameter
         assert key_allows(key, "kms:Decrypt", context) == [], parameter
     assert key_allows(key, "kms:Decrypt", _decrypt_context(caller, SECRET))
+
+
+def test_the_stack_name_the_document_accepts_is_the_one_the_control_plane_decides_on():
+    from infra.documents import STACK_NAME_PATTERN as DOCUMENT_PATTERN
+
+    assert DOCUMENT_PATTERN == STACK_NAME_PATTERN
+
+
+def _stack_rule_matches(demo, event):
+    pattern = demo.rule("swarmkeeper-demo-stack-object")["Properties"]["EventPattern"]
+    # the bucket's name is a Ref: the fixtures' bucket stands for it
+    pattern["detail"]["bucket"]["name"] = ["swarmkeeper-demo-stacks"]
+    return EventPattern.load(json.dumps(pattern)).matches_event(event)
+
+
+@pytest.mark.parametrize(
+    ("kind", "key", "bucket", "expected"),
+    [
+        ("s3-object-created", "stacks/app.yml", "swarmkeeper-demo-stacks", True),
+        ("s3-object-deleted", "stacks/app.yml", "swarmkeeper-demo-stacks", True),
+        ("s3-object-created", "stacks/app.yaml", "swarmkeeper-demo-stacks", False),
+        ("s3-object-created", "other/app.yml", "swarmkeeper-demo-stacks", False),
+        ("s3-object-created", "stacks/app.yml", "someone-elses-bucket", False),
+    ],
+)
+def test_the_stack_object_rule_takes_the_stacks_files_of_the_stacks_bucket(demo, kind, key, bucket, expected):
+    event = copy.deepcopy(load_event(kind))
+    event["detail"]["object"]["key"] = key
+    event["detail"]["bucket"]["name"] = bucket
+    assert _stack_rule_matches(demo, event) is expected
+
+
+def test_the_stack_object_rule_takes_no_other_event(demo):
+    others = [k for k in EVENT_KINDS if not k.startswith("s3-")]
+    assert [k for k in others if _stack_rule_matches(demo, copy.deepcopy(load_event(k)))] == []

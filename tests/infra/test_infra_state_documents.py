@@ -160,5 +160,5 @@ def test_alarms_are_named_per_contract_on_the_swarmkeeper_metrics(demo):
     assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible"
     errors = alarms["swarmkeeper-demo-function-errors"]
     function_metrics = [m for m in errors["Metrics"] if "MetricStat" in m]
-    assert len(function_metrics) == 8
+    assert len(function_metrics) == 9
     assert {m["MetricStat"]["Metric"]["MetricName"] for m in function_metrics} == {"Errors"}

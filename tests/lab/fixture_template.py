@@ -135,6 +135,13 @@ def build(cluster: str = "demo", managers: int = 3, workers: int = 3) -> dict[st
     }
     res["Bus"] = {"Type": "AWS::Events::EventBus", "Properties": {"Name": f"swarmkeeper-{c}"}}
     res["Output"] = {"Type": "AWS::S3::Bucket", "Properties": {}}
+    res["Stacks"] = {
+        "Type": "AWS::S3::Bucket",
+        "Properties": {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
+        },
+    }
     for action in ACTIONS:
         res[f"Doc{_cid(action.replace('-', '_'))}"] = {
             "Type": "AWS::SSM::Document",
@@ -163,6 +170,7 @@ def build(cluster: str = "demo", managers: int = 3, workers: int = 3) -> dict[st
         "DOCUMENT_PREFIX": f"swarmkeeper-{c}-",
         "STEP_QUEUE_URL": {"Ref": "Steps"},
         "COMMAND_OUTPUT_BUCKET": {"Ref": "Output"},
+        "STACKS_BUCKET": {"Ref": "Stacks"},
         "DOCKER_VERSION": "25.0.8",
         "AGENT_WAIT_SECONDS": "120",
         "DRAIN_TIMEOUT_SECONDS": "300",

@@ -61,6 +61,7 @@ ENV = {
     "DOCUMENT_PREFIX": f"swarmkeeper-{CLUSTER}-",
     "STEP_QUEUE_URL": QUEUE_URL,
     "COMMAND_OUTPUT_BUCKET": f"swarmkeeper-{CLUSTER}-output",
+    "STACKS_BUCKET": f"swarmkeeper-{CLUSTER}-stacks",
     "DOCKER_VERSION": "27.3.1",
     "AGENT_WAIT_SECONDS": str(AGENT_WAIT),
     "DRAIN_TIMEOUT_SECONDS": "600",
@@ -345,6 +346,10 @@ class World:
         self.ddb, self.sqs, self.events = s.client("dynamodb"), s.client("sqs"), s.client("events")
         self.s3 = s.client("s3")
         self.s3.create_bucket(Bucket=ENV["COMMAND_OUTPUT_BUCKET"])
+        self.s3.create_bucket(Bucket=ENV["STACKS_BUCKET"])
+        self.s3.put_bucket_versioning(
+            Bucket=ENV["STACKS_BUCKET"], VersioningConfiguration={"Status": "Enabled"}
+        )
         self.ddb.create_table(
             TableName=TABLE,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -376,7 +381,14 @@ class World:
             )
         self._reset_logging()
         runtime.reset(session=self.fakes.session, clock=self.clock)
-        names = ("lifecycle_action", "instance_state", "command_status", "steps", "rotate_tokens")
+        names = (
+            "lifecycle_action",
+            "instance_state",
+            "command_status",
+            "steps",
+            "rotate_tokens",
+            "stack_object",
+        )
         for name in (*names, "interruption", "alarm", "reconcile"):
             self.handlers[name] = self._load(name)
 

@@ -21,6 +21,7 @@ from swarmkeeper.domain.leave_types import (
     LeaveStepDue as LeaveStepDue,  # the steps handler tells the two apart
 )
 from swarmkeeper.domain.models import WARM_POOL
+from swarmkeeper.domain.stacks import ObjectChanged
 
 LAUNCH_ACTION = "EC2 Instance-launch Lifecycle Action"
 TERMINATE_ACTION = "EC2 Instance-terminate Lifecycle Action"
@@ -30,6 +31,8 @@ ASSOCIATION_STATE = "EC2 State Manager Instance Association State Change"
 SPOT_WARNING = "EC2 Spot Instance Interruption Warning"
 REBALANCE = "EC2 Instance Rebalance Recommendation"
 ALARM_STATE = "CloudWatch Alarm State Change"
+OBJECT_CREATED = "Object Created"
+OBJECT_DELETED = "Object Deleted"
 
 # Shapes, each matched whole. Anything an event carries is checked against one before it is used,
 # stored or logged: ids are what AWS documents them to be, names are bounded, states are one of a set.
@@ -47,6 +50,11 @@ _TRANSITIONS = frozenset({"autoscaling:EC2_INSTANCE_LAUNCHING", "autoscaling:EC2
 _EC2_STATES = frozenset({"pending", "running", "stopping", "stopped", "shutting-down", "terminated"})
 _SPOT_ACTIONS = frozenset({"terminate", "stop", "hibernate"})
 _ALARM_STATES = frozenset({"OK", "ALARM", "INSUFFICIENT_DATA"})
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_OBJECT_KEY = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
+_VERSION_ID = re.compile(r"[A-Za-z0-9._+/=-]{1,1024}")  # S3 version ids ("null": an unversioned object)
+_SEQUENCER = re.compile(r"[0-9A-Fa-f]{1,64}")
+_DELETION_TYPES = frozenset({"Permanently Deleted", "Delete Marker Created"})
 _MAX_VERSION = 1_000_000
 _SHOWN = 80  # characters of a rejected value an error message quotes
 JOIN_STEP = "join-step"
@@ -280,6 +288,35 @@ def alarm_change(event: Any) -> AlarmChange:
         state=_choice(event_id, state, "value", _ALARM_STATES, "detail.state"),
         correlation_id=event_id,
     )
+
+
+def stack_object_change(event: Any) -> ObjectChanged:
+    """An S3 event of a bucket with EventBridge notifications on: Object Created / Object Deleted."""
+    event_id, detail = _envelope(event, (OBJECT_CREATED, OBJECT_DELETED))
+    bucket, obj = detail.get("bucket"), detail.get("object")
+    if not isinstance(bucket, dict) or not isinstance(obj, dict):
+        raise MalformedEvent(f"event {event_id}: detail.bucket or detail.object is missing or not an object")
+    deleted = event["detail-type"] == OBJECT_DELETED
+    deletion = _choice_of(event_id, detail, "deletion-type", _DELETION_TYPES) if deleted else ""
+    return ObjectChanged(
+        bucket=_field(event_id, bucket, "name", _BUCKET, "detail.bucket"),
+        key=_field(event_id, obj, "key", _OBJECT_KEY, "detail.object"),
+        version_id=_field(event_id, obj, "version-id", _VERSION_ID, "detail.object"),
+        sequencer=_field(event_id, obj, "sequencer", _SEQUENCER, "detail.object"),
+        deleted=deleted,
+        permanently=deletion == "Permanently Deleted",
+        correlation_id=event_id,
+    )
+
+
+def _choice_of(event_id: str, detail: dict[str, Any], name: str, allowed: frozenset[str]) -> str:
+    """Like ``_choice``, for values that are phrases (with spaces)."""
+    value = detail.get(name)
+    if not isinstance(value, str) or value not in allowed:
+        raise MalformedEvent(
+            f"event {event_id}: detail.{name}={_shown(value)} is not one of {sorted(allowed)}"
+        )
+    return value
 
 
 def invocation_id(event: Any) -> str | None:

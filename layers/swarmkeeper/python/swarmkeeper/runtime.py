@@ -39,18 +39,21 @@ if TYPE_CHECKING:
     from swarmkeeper.flows.leave import LeaveFlow
     from swarmkeeper.flows.reconcile import Reconcile
     from swarmkeeper.flows.rotation import TokenRotation
+    from swarmkeeper.flows.stacks import StackFlow
 
 IDEMPOTENCY_SECONDS = 3600
 
 # The flows, by the name of the Runtime attribute that holds each, and the modules it is built from.
-JOIN, LEAVE, RECONCILE, ROTATION, COMMANDS = "join", "leave", "reconcile", "rotation", "commands"
+JOIN, LEAVE, RECONCILE, ROTATION, STACKS = "join", "leave", "reconcile", "rotation", "stacks"
+COMMANDS = "commands"
 _MODULES = {
     JOIN: ("swarmkeeper.flows.join",),
     # before a manager removal the exit flow asks reconcile for a fresh swarm view
     LEAVE: ("swarmkeeper.flows.leave", "swarmkeeper.flows.reconcile"),
     RECONCILE: ("swarmkeeper.flows.reconcile",),
     ROTATION: ("swarmkeeper.flows.rotation",),
-    # routes a command's status to whichever flow sent it: imports all four
+    STACKS: ("swarmkeeper.flows.stacks",),
+    # routes a command's status to whichever flow sent it: imports all of them
     COMMANDS: ("swarmkeeper.flows.commands",),
 }
 
@@ -195,10 +198,28 @@ class Runtime:
         )
 
     @cached_property
+    def stacks(self) -> StackFlow:
+        from swarmkeeper.adapters.stack_files import StackFiles
+        from swarmkeeper.adapters.stack_records import StackRecords
+        from swarmkeeper.flows.stacks import StackAdapters, StackFlow
+
+        adapters = StackAdapters(
+            instances=self.instances,
+            commands=self.run_commands,
+            records=StackRecords(self.state),
+            files=StackFiles(self.clients.s3, self.settings.stacks_bucket),
+            state=self.state,
+            bus=self.bus,
+        )
+        return StackFlow(self.settings, adapters, self.clock)
+
+    @cached_property
     def commands(self) -> CommandStatusRouter:
         from swarmkeeper.flows.commands import CommandStatusRouter
 
-        return CommandStatusRouter(self.settings, self.join, self.rotation, self.leave, self.reconcile)
+        return CommandStatusRouter(
+            self.settings, self.join, self.rotation, self.leave, self.reconcile, self.stacks
+        )
 
     # --- idempotency ------------------------------------------------------------------------
 

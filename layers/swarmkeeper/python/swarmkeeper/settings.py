@@ -17,6 +17,7 @@ class SettingsError(ValueError):
 
 
 _CLUSTER = r"[a-z][a-z0-9-]{0,30}"
+_BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
 _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 
@@ -34,6 +35,7 @@ class RuntimeSettings:
     document_prefix: str
     step_queue_url: str
     command_output_bucket: str
+    stacks_bucket: str
     docker_version: str
     agent_wait_seconds: int
     drain_timeout_seconds: int
@@ -63,6 +65,7 @@ class RuntimeSettings:
             document_prefix=_match(env, "DOCUMENT_PREFIX", r"[A-Za-z0-9_.-]{1,100}-"),
             step_queue_url=_match(env, "STEP_QUEUE_URL", r"https?://\S+"),
             command_output_bucket=_required(env, "COMMAND_OUTPUT_BUCKET"),
+            stacks_bucket=_match(env, "STACKS_BUCKET", _BUCKET),
             docker_version=_optional_match(env, "DOCKER_VERSION", r"[0-9][0-9.]{0,15}"),
             agent_wait_seconds=_seconds(env, "AGENT_WAIT_SECONDS"),
             drain_timeout_seconds=_seconds(env, "DRAIN_TIMEOUT_SECONDS"),

@@ -23,6 +23,7 @@ class EventBus:
 
     def publish(self, event: BusEvent) -> None:
         detail = {
+            **dict(event.details),  # never over the fields every event has (a reason is redacted)
             "cluster": event.cluster,
             "instanceId": event.instance_id,
             "nodeId": event.node_id,

@@ -137,6 +137,28 @@ class StateTable:
             raise
         return True
 
+    # --- for the records other adapters keep in this table (stacks) ------------------------
+
+    def get_item(self, pk: str) -> dict[str, Any] | None:
+        """The item, read consistently; None when there is none."""
+        return self._get(pk)
+
+    def put_item(
+        self, item: dict[str, Any], condition: str | None = None, values: dict[str, Any] | None = None
+    ) -> bool:
+        """False when ``condition`` does not hold."""
+        return self._put(item, condition, values)
+
+    def scan_prefix(self, prefix: str) -> list[dict[str, Any]]:
+        """Every item whose key starts with ``prefix`` (one paginated Scan)."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(pk, :prefix)",
+            "ExpressionAttributeValues": {":prefix": {"S": prefix}},
+        }
+        pages = self._ddb.get_paginator("scan").paginate(**request)
+        return [_decode(raw) for page in pages for raw in page["Items"]]
+
     # --- join operations -------------------------------------------------------------------
 
     def get_op(self, instance_id: str) -> JoinOp | None:

@@ -46,6 +46,14 @@ class Outcome(StrEnum):
     ROTATE = "rotate"
     ROTATED = "rotated"
     ROTATION_FAILED = "rotation-failed"
+    # stacks
+    DEPLOY = "deploy"
+    DEPLOYED = "deployed"
+    DEPLOY_FAILED = "deploy-failed"
+    REMOVE_STACK = "remove-stack"
+    STACK_REMOVED = "stack-removed"
+    REMOVE_STACK_FAILED = "remove-stack-failed"
+    STACKS_CHECKED = "stacks-checked"
 
     @property
     def metric(self) -> str | None:
@@ -66,6 +74,10 @@ _METRIC_OF: dict[Outcome, str] = {
     Outcome.ALARM: "AlarmRaised",
     Outcome.RECONCILED: "ReconcilePasses",
     Outcome.RECONCILE_FAILED: "ReconcileFailed",
+    Outcome.DEPLOYED: "StackDeployed",
+    Outcome.DEPLOY_FAILED: "StackDeployFailed",
+    Outcome.STACK_REMOVED: "StackRemoved",
+    Outcome.REMOVE_STACK_FAILED: "StackRemoveFailed",
 }
 
 
@@ -91,6 +103,9 @@ class BusEvent:
     role: str
     reason: str
     correlation_id: str
+    # More detail fields for events about something other than a node (a stack: its name, key and
+    # object version), as (name, value) pairs.
+    details: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

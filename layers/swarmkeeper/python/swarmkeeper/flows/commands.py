@@ -6,10 +6,13 @@ from swarmkeeper.domain.kernel import NON_TERMINAL, Decision, Outcome
 from swarmkeeper.domain.leave import DRAIN, LEAVE, REMOVE
 from swarmkeeper.domain.reconcile_pass import DESCRIBE
 from swarmkeeper.domain.rotation import ROTATE
+from swarmkeeper.domain.stacks import DEPLOY as DEPLOY_STACK
+from swarmkeeper.domain.stacks import REMOVE as REMOVE_STACK
 from swarmkeeper.flows.join import BOOTSTRAP, VERIFY, JoinFlow
 from swarmkeeper.flows.leave import LeaveFlow, bootstrap_reported, leaving_instance
 from swarmkeeper.flows.reconcile import Reconcile
 from swarmkeeper.flows.rotation import TokenRotation
+from swarmkeeper.flows.stacks import StackFlow
 from swarmkeeper.inputs import CommandStatusChange
 from swarmkeeper.settings import RuntimeSettings
 
@@ -22,12 +25,14 @@ class CommandStatusRouter:
         rotation: TokenRotation,
         leave: LeaveFlow,
         reconcile: Reconcile,
+        stacks: StackFlow,
     ):
         self.settings = settings
         self.join = join
         self.rotation = rotation
         self.leave = leave
         self.reconcile = reconcile
+        self.stacks = stacks
 
     def handle(self, change: CommandStatusChange) -> Decision[object]:
         name = change.document_name
@@ -57,6 +62,8 @@ class CommandStatusRouter:
             return decision
         if action == ROTATE:
             return self.rotation.finished(change.command_id, change.instance_id, change.status)
+        if action in (DEPLOY_STACK, REMOVE_STACK):
+            return self.stacks.finished(action, change.command_id, change.instance_id, change.status)
         if action == DESCRIBE:
             return self.reconcile.finished(change.command_id, change.instance_id, change.status)
         if action in (DRAIN, LEAVE, REMOVE):
