@@ -9,15 +9,15 @@ record; an older event arriving late is ignored.
 
 from swarmkeeper import inputs, runtime
 from swarmkeeper.domain.kernel import Decision
-from swarmkeeper.domain.stacks import ObjectChanged
 from swarmkeeper.handling import Function
+from swarmkeeper.inputs import ObjectChanged
 from swarmkeeper.runtime import Runtime
 
 fn = Function(runtime.STACKS)
 metrics = fn.metrics
 
 
-def process(change: ObjectChanged, rt: Runtime) -> Decision:
+def process(change: ObjectChanged, rt: Runtime) -> Decision[object]:
     return rt.stacks.object_changed(change)
 
 

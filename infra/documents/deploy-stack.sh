@@ -109,9 +109,10 @@ stack_docker stack deploy --with-registry-auth --prune "$@" "$SK_STACK_NAME" >"$
 
 # The versions before the one just deployed, of each secret this stack uses.
 while read -r name parameter_version <&3; do
-	made_from "$name" | while read -r made_version made; do
+	made_from "$name" >"$TMPD/versions"
+	while read -r made_version made; do
 		if [ "$made_version" -lt "$parameter_version" ]; then drop_secret "$made"; fi
-	done
+	done <"$TMPD/versions"
 done 3<"$TMPD/made-now"
 
 echo "stack=$SK_STACK_NAME version=$SK_VERSION_ID services=$services secrets=$secrets"

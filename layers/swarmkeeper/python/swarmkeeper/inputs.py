@@ -21,7 +21,7 @@ from swarmkeeper.domain.leave_types import (
     LeaveStepDue as LeaveStepDue,  # the steps handler tells the two apart
 )
 from swarmkeeper.domain.models import WARM_POOL
-from swarmkeeper.domain.stacks import ObjectChanged
+from swarmkeeper.domain.stacks import ObjectChanged as ObjectChanged  # what stack_object receives
 
 LAUNCH_ACTION = "EC2 Instance-launch Lifecycle Action"
 TERMINATE_ACTION = "EC2 Instance-terminate Lifecycle Action"
