@@ -123,3 +123,7 @@ class Names:
 
     def rule(self, what: str) -> str:
         return f"{self.prefix}-{what}"
+
+    @property
+    def dashboard(self) -> str:
+        return self.prefix

@@ -7,6 +7,7 @@ from constructs import Construct
 
 from infra.compute import Compute
 from infra.control_plane import ControlPlane
+from infra.dashboard import OperatorsDashboard
 from infra.nag import acknowledge
 from infra.names import Names
 from infra.network import Network
@@ -62,5 +63,15 @@ class SwarmkeeperStack(Stack):
         for group in (self.compute.manager_group, self.compute.worker_group):
             group.node.add_dependency(self.control_plane)
             group.node.add_dependency(self.documents)
+        # Last: the dashboard shows every alarm the stack holds by now.
+        self.dashboard = OperatorsDashboard(
+            self,
+            "Dashboard",
+            settings=settings,
+            names=names,
+            functions=self.control_plane.functions,
+            step_queue=self.state.step_queue,
+            dead_letter_queue=self.state.dead_letter_queue,
+        )
 
         acknowledge(self)
