@@ -50,6 +50,18 @@ _TIMEOUT = Parameter("TimeoutSeconds", "How long the script may wait.", r"^[0-9]
 # at most 63 characters, letters, digits, `_` and `-`), and the bucket key it is deployed from.
 STACK_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}"
 _STACK_NAME = Parameter("StackName", "Swarm stack name.", rf"^{STACK_NAME_PATTERN}$")
+# The node labels verify-node sets (swarmkeeper.az, .instance-type, .lifecycle; .role from Role).
+_AZ = Parameter(
+    "AvailabilityZone",
+    "Availability Zone of the node's instance (label swarmkeeper.az).",
+    r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}([a-z]|(-[a-z0-9]+)+)$",
+)
+_INSTANCE_TYPE = Parameter(
+    "InstanceType",
+    "EC2 instance type of the node (label swarmkeeper.instance-type).",
+    r"^[a-z0-9][a-z0-9-]{0,30}\.[a-z0-9][a-z0-9-]{0,30}$",
+)
+_LIFECYCLE = Parameter("Lifecycle", "spot or on-demand (label swarmkeeper.lifecycle).", r"^(spot|on-demand)$")
 
 PARAMETERS: dict[str, tuple[Parameter, ...]] = {
     "bootstrap-node": (
@@ -68,7 +80,7 @@ PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         ),
         _REGION,
     ),
-    "verify-node": (_NODE_ID, _ROLE, _TIMEOUT),
+    "verify-node": (_NODE_ID, _ROLE, _AZ, _INSTANCE_TYPE, _LIFECYCLE, _TIMEOUT),
     "drain-node": (_NODE_ID, _TIMEOUT),
     "remove-node": (_NODE_ID, _PREFIX, _REGION),
     "leave-swarm": (),

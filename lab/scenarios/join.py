@@ -3,6 +3,8 @@ rotation. Each checks the swarm itself with ``docker`` on the nodes; every wait 
 
 from __future__ import annotations
 
+import json
+
 from lab.cluster import Lab, settle
 from lab.scenarios.report import Report
 from lab.scenarios.swarm import SERVICE_IMAGE, form_swarm, free_ip, json_lines, wait_swarm
@@ -28,6 +30,8 @@ def _service(lab: Lab, r: Report, view: dict) -> None:
         "appnet",
         "--endpoint-mode",
         "dnsrr",
+        "--placement-pref",  # the zone label verify-node set
+        "spread=node.labels.swarmkeeper.az",
         SERVICE_IMAGE,
         "sh",
         "-c",
@@ -73,11 +77,48 @@ def _service(lab: Lab, r: Report, view: dict) -> None:
     )
 
 
+def expected_labels(lab: Lab) -> dict[str, dict[str, str]]:
+    """node id -> the labels its instance should carry, from EC2 and the instance's group."""
+    expected = {}
+    for role in ("manager", "worker"):
+        ids = lab.instances(role)
+        if not ids:
+            continue
+        out = lab.client("ec2").describe_instances(InstanceIds=ids)
+        for inst in (i for res in out["Reservations"] for i in res["Instances"]):
+            tags = {t["Key"]: t["Value"] for t in inst.get("Tags") or []}
+            expected[tags.get("swarmkeeper:node-id", inst["InstanceId"])] = {
+                "swarmkeeper.az": inst["Placement"]["AvailabilityZone"],
+                "swarmkeeper.instance-type": inst["InstanceType"],
+                "swarmkeeper.lifecycle": "spot" if inst.get("InstanceLifecycle") == "spot" else "on-demand",
+                "swarmkeeper.role": role,
+            }
+    return expected
+
+
+def check_labels(lab: Lab, r: Report, view: dict) -> None:
+    """Every node, as the leader sees it, carries the four labels of its instance."""
+    leader = view["leader"]
+    expected = expected_labels(lab)
+    seen = {}
+    if leader is not None and expected:
+        out = leader.node.docker("node", "inspect", "-f", "{{.ID}} {{json .Spec.Labels}}", *expected)
+        seen = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in out.stdout.splitlines()}
+    wrong = {node: seen.get(node) for node, labels in expected.items() if seen.get(node) != labels}
+    zones = sorted({labels["swarmkeeper.az"] for labels in expected.values()})
+    r.check(
+        f"every node labelled with its instance's zone, type, lifecycle and role ({len(expected)} nodes)",
+        bool(expected) and not wrong,
+        f"not as expected: {wrong}" if wrong else f"zones {zones}",
+    )
+
+
 def bootstrap(lab: Lab, r: Report, scale: float) -> None:
     view = form_swarm(lab, r, 300 * scale)
     if not r.ok:
         r.check("3-replica service answers across nodes", False, "not tried: the swarm did not form")
         return
+    check_labels(lab, r, view)
     _service(lab, r, view)
 
 

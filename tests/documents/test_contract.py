@@ -91,19 +91,57 @@ def test_render_substitutes_values_and_defaults_like_the_agent():
     assert "{{" not in script
 
 
+VERIFY = {
+    "NodeId": "a" * 25,
+    "Role": "worker",
+    "AvailabilityZone": "eu-west-1a",
+    "InstanceType": "t4g.small",
+    "Lifecycle": "on-demand",
+}
+
+
 @pytest.mark.parametrize(
-    "values",
+    "changes",
     [
-        {"NodeId": "a" * 24 + "'", "Role": "worker"},
-        {"NodeId": "a" * 25, "Role": "worker; reboot"},
-        {"NodeId": "a" * 25, "Role": "worker", "TimeoutSeconds": "$(id)"},
-        {"Role": "worker"},
-        {"NodeId": "a" * 25, "Role": "worker", "Extra": "x"},
+        {"NodeId": "a" * 24 + "'"},
+        {"Role": "worker; reboot"},
+        {"TimeoutSeconds": "$(id)"},
+        {"NodeId": None},
+        {"Extra": "x"},
+        {"AvailabilityZone": None},
+        {"AvailabilityZone": "eu-west-1"},  # a region, not a zone
+        {"AvailabilityZone": "eu-west-1a'"},
+        {"AvailabilityZone": "eu-west-1a swarmkeeper.role=manager"},
+        {"InstanceType": "t4g"},
+        {"InstanceType": "t4g.small,x=y"},
+        {"InstanceType": "$(reboot).x"},
+        {"Lifecycle": "reserved"},
+        {"Lifecycle": None},
     ],
 )
-def test_render_refuses_what_the_document_would_refuse(values):
+def test_render_refuses_what_the_document_would_refuse(changes):
+    # Given verify-node's parameters that render, with one missing or ill-formed
+    values = {k: v for k, v in {**VERIFY, **changes}.items() if v is not None}
+    # Then it does not render
     with pytest.raises(ValueError):
         render_commands("verify-node", values)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"AvailabilityZone": "us-west-2-lax-1a"},  # a Local Zone
+        {"AvailabilityZone": "us-gov-west-1b"},
+        {"InstanceType": "m7i-flex.large"},
+        {"InstanceType": "u-6tb1.metal"},
+        {"Lifecycle": "spot", "Role": "manager"},
+    ],
+)
+def test_verify_node_takes_every_zone_and_type_ec2_has(changes):
+    script = render_commands("verify-node", {**VERIFY, **changes})
+    for name, value in changes.items():
+        assert f"='{value}'" in script, name
 
 
 def test_bootstrap_docker_version_is_optional():

@@ -71,11 +71,13 @@ class Lab:
         timeout: float = 180,
         shell: str = "sh",
         shims: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
         **values: str,
     ) -> Run:
         """Render the document as the SSM agent does and run it with the agent's environment, under
         ``shell`` (sh is dash here; "bash" runs it as Amazon Linux 2023's sh, bash in POSIX mode).
-        ``shims``: programs (name -> shell) found on PATH before the real ones."""
+        ``shims``: programs (name -> shell) found on PATH before the real ones; ``env``: more
+        variables (over the agent's)."""
         script = render_commands(action, values)
         self.runs += 1
         path = node.root_dir / f"_script-{self.runs}-{action}.sh"
@@ -94,6 +96,7 @@ class Lab:
             "AWS_EC2_METADATA_DISABLED": "true",
             "SWARMKEEPER_RUN_DIR": str(run_dir(node)),
             "TMPDIR": str(node_tmp(node)),
+            **(env or {}),
         }
         node_tmp(node).mkdir(exist_ok=True)
         argv = {"sh": ["sh"], "bash": ["bash", "--posix"]}[shell]
@@ -310,15 +313,101 @@ def test_join_as_manager_on_a_worker_fails_with_a_reason(lab: Lab):
 # --- verify-node -----------------------------------------------------------------------------------
 
 
-def test_verify_node_sees_ready_nodes_with_their_roles(lab: Lab):
+LABELS = {"b": ("eu-west-1b", "t4g.small", "spot"), "c": ("eu-west-1c", "m7i-flex.large", "on-demand")}
+
+
+def _verify(lab: Lab, key: str, role: str, timeout: str = "30", env: dict[str, str] | None = None) -> Run:
+    az, instance_type, lifecycle = LABELS[key]
+    return lab.run(
+        lab.a,
+        "verify-node",
+        env=env,
+        NodeId=lab.ids[key],
+        Role=role,
+        AvailabilityZone=az,
+        InstanceType=instance_type,
+        Lifecycle=lifecycle,
+        TimeoutSeconds=timeout,
+    )
+
+
+def _labels(lab: Lab, key: str) -> dict[str, str]:
+    out = lab.docker(lab.a, "node", "inspect", "-f", "{{json .Spec.Labels}}", lab.ids[key])
+    return json.loads(out) or {}
+
+
+def test_verify_node_labels_ready_nodes_and_sees_their_roles(lab: Lab):
     for key, role in (("b", "worker"), ("c", "manager")):
-        run = lab.run(lab.a, "verify-node", NodeId=lab.ids[key], Role=role, TimeoutSeconds="30")
+        # When a manager verifies a node that joined
+        run = _verify(lab, key, role)
+
+        # Then the node is ready in its role
         assert run.returncode == 0, run.stderr
         assert run.result == {"node-id": lab.ids[key], "state": "ready", "role": role}
+        # and carries the four labels, as every manager of the swarm sees them
+        az, instance_type, lifecycle = LABELS[key]
+        expected = {
+            "swarmkeeper.az": az,
+            "swarmkeeper.instance-type": instance_type,
+            "swarmkeeper.lifecycle": lifecycle,
+            "swarmkeeper.role": role,
+        }
+        assert _labels(lab, key) == expected
+        seen_by_c = lab.docker(lab.c, "node", "inspect", "-f", "{{json .Spec.Labels}}", lab.ids[key])
+        assert json.loads(seen_by_c) == expected
+
+
+def test_verify_node_again_keeps_the_labels(lab: Lab):
+    before = _labels(lab, "b")
+    run = _verify(lab, "b", "worker")
+    assert run.returncode == 0, run.stderr
+    assert _labels(lab, "b") == before
+
+
+def test_a_service_spreads_and_is_constrained_by_the_labels(lab: Lab):
+    # When a service asks for on-demand nodes only, spread over Availability Zones
+    name = "labelled"
+    lab.docker(
+        lab.a, "service", "create", "--detach", "--name", name, "--replicas", "2",
+        "--endpoint-mode", "dnsrr", "--constraint", "node.labels.swarmkeeper.lifecycle==on-demand",
+        "--placement-pref", "spread=node.labels.swarmkeeper.az", IMAGE, "sleep", "3600",
+    )  # fmt: skip
+    try:
+        # Then its tasks run only on C, the one node labelled on-demand
+        def running_nodes() -> list[str]:
+            out = lab.docker(lab.a, "service", "ps", name, "--filter", "desired-state=running", "-q").split()
+            states = [lab.docker(lab.a, "inspect", "-f", "{{.NodeID}} {{.Status.State}}", t) for t in out]
+            return [s.split()[0] for s in states if s.endswith(" running")]
+
+        _wait(lambda: len(running_nodes()) == 2, 60, "two running tasks")
+        assert set(running_nodes()) == {lab.ids["c"]}
+    finally:
+        lab.docker(lab.a, "service", "rm", name)
+
+
+def test_verify_node_fails_with_the_reason_when_the_labels_cannot_be_set(lab: Lab):
+    # Given a docker client that refuses `docker node update` (as a manager that lost the swarm would)
+    shim = lab.a.root_dir / "shim"
+    shim.mkdir(exist_ok=True)
+    real = shutil.which("docker")
+    (shim / "docker").write_text(
+        f'#!/bin/sh\n[ "$1 $2" = "node update" ] && {{ echo "Error: rpc error: refused" >&2; exit 1; }}\n'
+        f'exec {real} "$@"\n'
+    )
+    (shim / "docker").chmod(0o755)
+    path = f"{shim}:{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    # When verify-node runs
+    run = _verify(lab, "c", "manager", env={"PATH": path})
+
+    # Then it fails, saying why, and no ready line is printed
+    assert run.returncode == 1
+    assert "cannot label node" in run.stderr and "refused" in run.stderr
+    assert "state=ready" not in run.stdout
 
 
 def test_verify_node_times_out_on_the_wrong_role(lab: Lab):
-    run = lab.run(lab.a, "verify-node", NodeId=lab.ids["b"], Role="manager", TimeoutSeconds="2")
+    run = _verify(lab, "b", "manager", timeout="2")
     assert run.returncode == 1
     assert "state=ready role=worker" in run.stderr
 

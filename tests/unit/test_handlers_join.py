@@ -30,7 +30,15 @@ def test_first_manager_initializes_and_joins(world):
     node_id = world.bootstrap_succeeds(boot)
     (verify,) = world.sent("verify-node")
     assert verify.instance_id == m
-    assert verify.parameters == {"NodeId": node_id, "Role": "manager", "TimeoutSeconds": "60"}
+    described = world.ec2.describe_instances(InstanceIds=[m])["Reservations"][0]["Instances"][0]
+    assert verify.parameters == {
+        "NodeId": node_id,
+        "Role": "manager",
+        "AvailabilityZone": described["Placement"]["AvailabilityZone"],
+        "InstanceType": described["InstanceType"],
+        "Lifecycle": "on-demand",
+        "TimeoutSeconds": "60",
+    }
     assert world.lock() is None
 
     # When verify succeeds

@@ -1,4 +1,4 @@
-"""EC2: what an instance is (state, tags, address) and the node-id tag."""
+"""EC2: what an instance is (state, tags, address, placement, type, Spot or not) and the node-id tag."""
 
 from __future__ import annotations
 
@@ -69,4 +69,7 @@ def _facts(raw: dict[str, Any]) -> InstanceFacts:
         tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
         private_ip=raw.get("PrivateIpAddress") or None,
         launched_at=raw.get("LaunchTime"),
+        availability_zone=raw.get("Placement", {}).get("AvailabilityZone") or None,
+        instance_type=raw.get("InstanceType") or None,
+        spot=raw.get("InstanceLifecycle") == "spot",
     )

@@ -88,6 +88,11 @@ class InstanceFacts:
     # Auto Scaling's lifecycle state (Pending:Wait, InService, Warmed:Stopped, ...) when it was read;
     # None when it was not (only the `running` fallback needs it).
     lifecycle_state: str | None = None
+    # Where and what the instance is (Placement.AvailabilityZone, InstanceType, InstanceLifecycle):
+    # the node labels verify-node sets (``domain.labels``).
+    availability_zone: str | None = None
+    instance_type: str | None = None
+    spot: bool = False
 
     @property
     def group(self) -> str | None:

@@ -1,0 +1,168 @@
+"""Node labels at join: the instance's Availability Zone, instance type, Spot or on-demand and role,
+read from EC2 and handed to verify-node, which a manager runs before the node is reported joined.
+Given / When / Then."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from join_world import new_session
+from moto import mock_aws
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
+
+from swarmkeeper.adapters.instances import Ec2Instances
+from swarmkeeper.domain.labels import NodeLabels, node_labels
+from swarmkeeper.domain.models import InstanceFacts, Role
+
+FACTS = InstanceFacts(
+    "i-0aaaaaaaaaaaaaaa1", "running", availability_zone="eu-west-1b", instance_type="t4g.small"
+)
+
+
+# --- the labels, from the facts --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("spot", "lifecycle"), [(True, "spot"), (False, "on-demand")])
+@pytest.mark.parametrize("role", list(Role))
+def test_labels_say_where_what_which_market_and_role(spot, lifecycle, role):
+    labels = node_labels(replace(FACTS, spot=spot), role)
+    assert labels == NodeLabels("eu-west-1b", "t4g.small", lifecycle, role)
+    assert labels.labels() == {
+        "swarmkeeper.az": "eu-west-1b",
+        "swarmkeeper.instance-type": "t4g.small",
+        "swarmkeeper.lifecycle": lifecycle,
+        "swarmkeeper.role": str(role),
+    }
+    assert labels.parameters() == {
+        "AvailabilityZone": "eu-west-1b",
+        "InstanceType": "t4g.small",
+        "Lifecycle": lifecycle,
+        "Role": str(role),
+    }
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [None, replace(FACTS, availability_zone=None), replace(FACTS, instance_type=None)],
+    ids=["no instance", "no zone", "no type"],
+)
+def test_no_labels_without_a_zone_and_a_type(facts):
+    assert node_labels(facts, Role.WORKER) is None
+
+
+# --- EC2 ---------------------------------------------------------------------------------------------
+
+
+def test_describe_reads_zone_type_and_spot():
+    with mock_aws():
+        ec2 = new_session().client("ec2")
+        launched = {}
+        for market in ("spot", "on-demand"):
+            extra = {"InstanceMarketOptions": {"MarketType": "spot"}} if market == "spot" else {}
+            (raw,) = ec2.run_instances(
+                ImageId="ami-12c6146b",
+                MinCount=1,
+                MaxCount=1,
+                InstanceType="m7i-flex.large",
+                Placement={"AvailabilityZone": f"{ec2.meta.region_name}b"},
+                **extra,
+            )["Instances"]
+            launched[market] = raw["InstanceId"]
+        instances = Ec2Instances(ec2)
+
+        spot, on_demand = instances.describe(launched["spot"]), instances.describe(launched["on-demand"])
+
+        assert spot.spot is True and on_demand.spot is False
+        for facts in (spot, on_demand):
+            assert facts.availability_zone == f"{ec2.meta.region_name}b"
+            assert facts.instance_type == "m7i-flex.large"
+
+
+# --- the join flow -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def manager(world):
+    """A manager that joined: it verifies the workers."""
+    instance_id = world.managers(1)[0]
+    world.join(instance_id)
+    return instance_id
+
+
+def _instance(world, instance_id: str) -> dict:
+    return world.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+
+
+def _bootstrapped_worker(world) -> tuple[str, str]:
+    (worker,) = world.workers(1)
+    world.lifecycle(worker)
+    world.settle()
+    boot = [s for s in world.sent("bootstrap-node") if s.instance_id == worker][-1]
+    return worker, world.bootstrap_succeeds(boot)
+
+
+@pytest.mark.parametrize("spot", [True, False])
+def test_a_joining_worker_is_labelled_by_the_manager_that_verifies_it(world, manager, spot):
+    # Given a worker instance, Spot or not, that bootstrap-node joined to the swarm
+    (worker,) = world.workers(1)
+    if spot:
+        ec2_backends[DEFAULT_ACCOUNT_ID][world.ec2.meta.region_name].get_instance(worker).lifecycle = "spot"
+    world.lifecycle(worker)
+    world.settle()
+    boot = [s for s in world.sent("bootstrap-node") if s.instance_id == worker][-1]
+    node_id = world.bootstrap_succeeds(boot)
+
+    # Then verify-node goes to the manager with the worker's labels, before anything says it joined
+    (verify,) = world.commands_for("verify-node", node_id)
+    raw = _instance(world, worker)
+    assert verify.instance_id == manager
+    assert verify.parameters == {
+        "NodeId": node_id,
+        "Role": "worker",
+        "AvailabilityZone": raw["Placement"]["AvailabilityZone"],
+        "InstanceType": raw["InstanceType"],
+        "Lifecycle": "spot" if spot else "on-demand",
+        "TimeoutSeconds": "60",
+    }
+    assert [e for e in world.published("Node Joined") if e["instanceId"] == worker] == []
+
+    # When verify-node (labels set, node ready) succeeds, then the worker joined
+    world.verify_succeeds(verify)
+    assert world.fakes.lifecycle_results[worker] == ["CONTINUE"]
+    assert [e["instanceId"] for e in world.published("Node Joined")][-1] == worker
+
+
+def test_a_verify_that_fails_to_label_fails_the_join_with_its_reason(world, manager):
+    # Given a bootstrapped worker whose verify-node was sent
+    worker, node_id = _bootstrapped_worker(world)
+    (verify,) = world.commands_for("verify-node", node_id)
+
+    # When verify-node fails because the labels could not be set
+    world.finish(verify, status="Failed", stderr="verify-node: cannot label node x: rpc error\n")
+
+    # Then the join fails with that reason, and nothing says it joined
+    assert world.fakes.lifecycle_results[worker] == ["ABANDON"]
+    failed = world.published("Node Join Failed")[-1]
+    assert failed["instanceId"] == worker and "cannot label node" in failed["reason"]
+    assert [e for e in world.published("Node Joined") if e["instanceId"] == worker] == []
+
+
+def test_no_verify_without_a_zone_to_label_the_node_with(world, manager, monkeypatch):
+    # Given EC2 describing the joining worker without its Availability Zone
+    describe = Ec2Instances.describe
+
+    def without_zone(self, instance_id):
+        facts = describe(self, instance_id)
+        return replace(facts, availability_zone=None) if facts and facts.instance_id != manager else facts
+
+    monkeypatch.setattr(Ec2Instances, "describe", without_zone)
+
+    # When its bootstrap succeeds
+    worker, node_id = _bootstrapped_worker(world)
+
+    # Then no verify-node is sent (an unlabelled node is never verified), and it is not joined
+    assert world.commands_for("verify-node", node_id) == []
+    assert [e for e in world.published("Node Joined") if e["instanceId"] == worker] == []
+    assert world.op(worker)["stage"] == "bootstrapping"
