@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jsii
-from aws_cdk import Duration, Stack, Tags
+from aws_cdk import Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.names import AGENT_READY, COMMAND_OUTPUT_PREFIX, LAUNCH_HOOK, TERMINATE_HOOK, Names
@@ -117,6 +118,9 @@ class Compute(Construct):
                 resources=[worker_token, addresses],
             )
         )
+        self.container_logs = self._container_logs(settings, names)
+        for role in (self.manager_role, self.worker_role):
+            self._allow_ecr_pulls(role)
 
         # The cluster key: each use needs both the role's policy and the key policy (whose account
         # statement grants no use at all), always through Parameter Store and for one token's context.
@@ -218,6 +222,47 @@ class Compute(Construct):
             self._add_lifecycle_hooks(group)
 
     # ---------------------------------------------------------------------------------------------------
+    def _container_logs(self, settings: ClusterSettings, names: Names) -> logs.LogGroup | None:
+        """The containers' log group (dockerd's awslogs driver on every node), the cluster's
+        retention; the nodes may add streams and events to it, nothing else (not create groups)."""
+        if not settings.container_logs:
+            return None
+        group = logs.LogGroup(
+            self,
+            "ContainerLogs",
+            log_group_name=names.container_log_group,
+            retention=settings.log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        for role in (self.manager_role, self.worker_role):
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ContainerLogs",
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[group.log_group_arn],  # arn:...:log-group:NAME:* (its streams)
+                )
+            )
+        return group
+
+    def _allow_ecr_pulls(self, role: iam.Role) -> None:
+        """Pull (never push) from the account's ECR repositories in the stack's region, through
+        docker-credential-ecr-login: GetAuthorizationToken has no resource-level permission."""
+        repositories = Stack.of(self).format_arn(service="ecr", resource="repository", resource_name="*")
+        role.add_to_policy(
+            iam.PolicyStatement(sid="EcrToken", actions=["ecr:GetAuthorizationToken"], resources=["*"])
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EcrPull",
+                actions=[
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                ],
+                resources=[repositories],
+            )
+        )
+
     def _instance_role(self, id: str, role: str, agent_document: str) -> iam.Role:
         instance_role = iam.Role(
             self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -128,6 +128,10 @@ class ControlPlane(Construct):
             "COMMAND_OUTPUT_BUCKET": state.output_bucket.bucket_name,  # Ref: generated, globally unique
             "STACKS_BUCKET": stacks.bucket_name,  # Ref, likewise
             "DOCKER_VERSION": settings.docker_version,
+            # bootstrap-node's containers' log group (empty: containerLogs off) and the ECR registry
+            # the nodes pull from with their instance role.
+            "CONTAINER_LOG_GROUP": names.container_log_group if settings.container_logs else "",
+            "ECR_REGISTRY": f"{Aws.ACCOUNT_ID}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}",
             "AGENT_WAIT_SECONDS": str(settings.agent_wait_seconds),
             "DRAIN_TIMEOUT_SECONDS": str(settings.drain_timeout_seconds),
             "REBALANCE_DRAIN_WORKERS": "true" if settings.rebalance_drain_workers else "false",

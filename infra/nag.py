@@ -43,8 +43,23 @@ def acknowledge(stack: SwarmkeeperStack) -> None:
             "IAM5[Resource::*]",
             "Only the SSM agent's own calls (UpdateInstanceInformation, ListInstanceAssociations, "
             "UpdateInstanceAssociationStatus, PutComplianceItems, the ec2messages and ssmmessages "
-            "channels), which act on the calling instance and are not scoped by resource here.",
+            "channels), which act on the calling instance and are not scoped by resource here, and "
+            "ecr:GetAuthorizationToken, which has no resource-level permission.",
         )
+        _ack(
+            role,
+            "IAM5[Resource::" + partition_arn.format("ecr", "repository/*") + "]",
+            "Image pulls (BatchGetImage, GetDownloadUrlForLayer, BatchCheckLayerAvailability; no push) "
+            "from any repository of the account in the stack's region: the images the swarm runs are "
+            "the operators' choice, not known to the stack.",
+        )
+        if compute.container_logs is not None:
+            _ack(
+                role,
+                f"IAM5[Resource::<{Stack.of(stack).get_logical_id(compute.container_logs.node.default_child)}.Arn>]",
+                "The containers' log group's ARN (log-group:NAME:*) covers its streams, one per "
+                "container, named when the container starts; CreateLogStream and PutLogEvents only.",
+            )
     _ack(
         compute.manager_role,
         f"IAM5[{command_output}]",

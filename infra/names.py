@@ -104,6 +104,11 @@ class Names:
         return f"{self.parameter_prefix}/{SECRETS_PATH}"
 
     @property
+    def container_log_group(self) -> str:
+        """Where the nodes' containers log (the awslogs driver), when containerLogs is on."""
+        return f"{self.parameter_prefix}/containers"
+
+    @property
     def document_prefix(self) -> str:
         return f"{self.prefix}-"
 

@@ -63,6 +63,7 @@ class ClusterSettings:
     rebalance_drain_workers: bool = True
     down_grace_seconds: int = 600
     stack_version_days: int = 30
+    container_logs: bool = True
 
     # ---- derived values -------------------------------------------------------------------------
     @property
@@ -238,6 +239,7 @@ CONTEXT_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "rebalanceDrainWorkers": ("rebalance_drain_workers", _boolean),
     "downGraceSeconds": ("down_grace_seconds", _int_in(60, 86400)),
     "stackVersionDays": ("stack_version_days", _int_in(1, 3650)),
+    "containerLogs": ("container_logs", _boolean),
 }
 
 

@@ -298,6 +298,9 @@ class LabNode:
             "LANG": "C.UTF-8",
             "DOCKER_HOST": self.docker_host,
             "DOCKER_CONFIG": str(self.home / ".docker"),
+            # The file this node's dockerd reads (bootstrap-node edits it, never this machine's
+            # /etc/docker/daemon.json, and leaves a dockerd started by the lab to the lab).
+            "DOCKERD_CONFIG_FILE": str(self.root_dir / "daemon.json"),
         }
         return {**base, **(env or {})}
 

@@ -79,6 +79,18 @@ PARAMETERS: dict[str, tuple[Parameter, ...]] = {
             "",
         ),
         _REGION,
+        Parameter(
+            "ContainerLogGroup",
+            "CloudWatch Logs group for the containers' default log driver (empty: json-file).",
+            r"^(/swarmkeeper/[a-z][a-z0-9-]{0,30}/containers)?$",
+            "",
+        ),
+        Parameter(
+            "EcrRegistry",
+            "The account's ECR registry, pulled from with the instance role (empty: none).",
+            r"^([0-9]{12}\.dkr\.ecr\.[a-z]{2}(-[a-z]+)+-[0-9]\.amazonaws\.com(\.cn)?)?$",
+            "",
+        ),
     ),
     "verify-node": (_NODE_ID, _ROLE, _AZ, _INSTANCE_TYPE, _LIFECYCLE, _TIMEOUT),
     "drain-node": (_NODE_ID, _TIMEOUT),

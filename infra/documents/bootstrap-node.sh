@@ -2,7 +2,10 @@
 # bootstrap-node: make this instance a running Docker host and a member of the cluster's swarm.
 #
 # Parameters (env): SK_ROLE (manager|worker), SK_MODE (init|join), SK_ADVERTISE_ADDRESS,
-#   SK_PARAMETER_PREFIX, SK_KMS_KEY_ID, SK_DOCKER_VERSION (may be empty), SK_REGION.
+#   SK_PARAMETER_PREFIX, SK_KMS_KEY_ID, SK_DOCKER_VERSION (may be empty), SK_REGION,
+#   SK_CONTAINER_LOG_GROUP (empty: logs stay on the node), SK_ECR_REGISTRY (empty: no ECR helper).
+# First, before dockerd starts or the node joins: containers' default log driver (awslogs to
+# SK_CONTAINER_LOG_GROUP) and the ECR credential helper for SK_ECR_REGISTRY (_dockerd.sh).
 # init: create the swarm unless this node already manages one, then publish both join tokens
 #   (SecureString), manager-addresses and cluster-id under SK_PARAMETER_PREFIX.
 # join: unless already a member, read join-token/SK_ROLE and manager-addresses and join through the
@@ -20,31 +23,34 @@ ME=bootstrap-node
 require SK_ROLE SK_MODE SK_ADVERTISE_ADDRESS SK_PARAMETER_PREFIX SK_KMS_KEY_ID SK_REGION
 case "$SK_ROLE" in manager | worker) ;; *) fail "SK_ROLE must be manager or worker" ;; esac
 case "$SK_MODE" in init | join) ;; *) fail "SK_MODE must be init or join" ;; esac
+case "${SK_CONTAINER_LOG_GROUP:-}${SK_ECR_REGISTRY:-}" in *[!a-z0-9./-]*) fail "SK_CONTAINER_LOG_GROUP and SK_ECR_REGISTRY may hold only a-z 0-9 . / -" ;; esac
 # @include _scratch.sh
 
 # --- Docker -----------------------------------------------------------------------------------
 
+# @include _dockerd.sh
+
+# ensure_docker: dockerd configured (log driver, registry credentials) and running, before any join.
 ensure_docker() {
-	docker info >/dev/null 2>&1 && return 0
+	configure_registry
+	if docker info >/dev/null 2>&1; then
+		logging=$(configure_log_driver)
+		[ "$logging" = same ] || restart_dockerd_for_config
+		return 0
+	fi
 	if ! command -v docker >/dev/null 2>&1; then
 		command -v dnf >/dev/null 2>&1 || fail "docker is missing and dnf is not available to install it"
 		pkg=docker
 		[ -z "${SK_DOCKER_VERSION:-}" ] || pkg="docker-$SK_DOCKER_VERSION"
 		dnf install -y -q "$pkg" >"$TMPD/dnf" 2>&1 || fail "dnf install $pkg failed: $(tail -n 3 "$TMPD/dnf" | excerpt)"
 	fi
-	if [ ! -f /etc/docker/daemon.json ]; then
-		# Log rotation; no live-restore (swarm mode refuses it).
-		mkdir -p /etc/docker
-		cat >/etc/docker/daemon.json <<-'EOF'
-			{
-			  "log-driver": "json-file",
-			  "log-opts": { "max-size": "10m", "max-file": "3" }
-			}
-		EOF
-		chmod 0644 /etc/docker/daemon.json
-	fi
+	configure_log_driver >/dev/null
 	systemctl enable --now docker >"$TMPD/systemctl" 2>&1 ||
 		fail "systemctl enable --now docker failed: $(tail -n 3 "$TMPD/systemctl" | excerpt)"
+	await_docker
+}
+
+await_docker() {
 	i=0
 	until docker info >/dev/null 2>&1; do
 		i=$((i + 1))

@@ -122,7 +122,10 @@ def _bootstrap(tmp_path: Path, states: list[str], joins: list[str], address: str
         "CLUSTER_ID": CLUSTER_ID,
         "DOCKER_HOST": f"unix://{tmp_path}/docker.sock",
         "SWARMKEEPER_RUN_DIR": str(tmp_path / "run"),
+        # dockerd's configuration as it is (no log group: nothing to change), never this machine's
+        "DOCKERD_CONFIG_FILE": str(tmp_path / "daemon.json"),
     }
+    (tmp_path / "daemon.json").write_text("{}\n")
     proc = subprocess.run(["/bin/sh", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert "SWMTKN-" not in proc.stdout + proc.stderr
     assert list((tmp_path / "run").iterdir()) == [], "the run left its scratch directory"

@@ -8,6 +8,7 @@ The embedded AWS is a moto server on the bridge.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -167,11 +168,15 @@ def _wait(predicate, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="module")
-def lab():
+@contextlib.contextmanager
+def lab_with_aws(prefix: str, subnet: str, hosts: tuple[int, ...], image_nodes: int | None = None):
+    """A lab network (names ``prefix``) with a node per host number, each dockerd up (the first
+    ``image_nodes`` with the lab image, all by default), and a moto server on the bridge with the
+    cluster's KMS alias; nothing left after it."""
     from moto.server import ThreadedMotoServer
 
-    net = LabNetwork(subnet=SUBNET, bridge=f"{PREFIX}br0", prefix=PREFIX)
+    net = LabNetwork(subnet=subnet, bridge=f"{prefix}br0", prefix=prefix)
+    base = subnet.rsplit(".", 1)[0]
     server = None
     try:
         net.up()
@@ -185,7 +190,7 @@ def lab():
         kms.create_alias(AliasName=KMS_ALIAS, TargetKeyId=key_id)
         ssm = boto3.client("ssm", endpoint_url=endpoint, **creds)
 
-        nodes = [net.add_node(f"ip-10-99-7-{n}.ec2.internal", f"10.99.7.{n}") for n in (11, 12, 13, 14)]
+        nodes = [net.add_node(f"ip-{base.replace('.', '-')}-{n}.ec2.internal", f"{base}.{n}") for n in hosts]
         start = time.monotonic()
         for node in nodes:
             node.start_dockerd(wait=False)
@@ -193,17 +198,30 @@ def lab():
             node.wait_ready()
         started = time.monotonic() - start
         with ThreadPoolExecutor(3) as pool:
-            list(pool.map(load_image, nodes[:3]))  # D runs no task
-        lab = Lab(net, *nodes, ssm=ssm, endpoint=endpoint)
-        lab.timings["start 3 dockerd"] = started
-        yield lab
-        print("\ntimings:", {k: round(v, 2) for k, v in lab.timings.items()})
+            list(pool.map(load_image, nodes[:image_nodes]))
+        yield net, nodes, ssm, endpoint, started
     finally:
         if server is not None:
             server.stop()
         net.down()
-        left = leftovers(PREFIX)
+        left = leftovers(prefix)
         assert left == [], f"the lab left things behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    # D runs no task: it has no image
+    with lab_with_aws(PREFIX, SUBNET, (11, 12, 13, 14), image_nodes=3) as (
+        net,
+        nodes,
+        ssm,
+        endpoint,
+        started,
+    ):
+        lab = Lab(net, *nodes, ssm=ssm, endpoint=endpoint)
+        lab.timings["start 3 dockerd"] = started
+        yield lab
+        print("\ntimings:", {k: round(v, 2) for k, v in lab.timings.items()})
 
 
 # --- bootstrap-node --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ VARIANT_CONTEXT = {
     "workerInstanceType": "c7i.large",
     "lambdaArchitecture": "x86_64",
     "rebalanceDrainWorkers": "false",
+    "containerLogs": "false",
 }
 
 

@@ -83,6 +83,20 @@ def test_function_environment_is_exactly_the_readme_contract(demo):
             "STEP_QUEUE_URL": {"Ref": queue_id},
             "COMMAND_OUTPUT_BUCKET": {"Ref": bucket_id},
             "STACKS_BUCKET": {"Ref": demo.stacks_bucket_id},
+            "CONTAINER_LOG_GROUP": "/swarmkeeper/demo/containers",
+            # the account's registry in the stack's region, resolved at deploy time
+            "ECR_REGISTRY": {
+                "Fn::Join": [
+                    "",
+                    [
+                        {"Ref": "AWS::AccountId"},
+                        ".dkr.ecr.",
+                        {"Ref": "AWS::Region"},
+                        ".",
+                        {"Ref": "AWS::URLSuffix"},
+                    ],
+                ]
+            },
         }
 
 

@@ -260,3 +260,77 @@ def test_every_call_the_documents_make_on_a_role_is_allowed(demo, roles, key, ro
     stack_file = f"arn:aws:test:::{demo.stacks_bucket_id}/stacks/app.yml"
     for action in SCRIPT_OBJECT_READS[role]:
         assert allowed(roles[role], action, stack_file), action
+
+
+# --- images from ECR and container logs ----------------------------------------------------------------
+
+ECR_PULL = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability")
+ECR_WRITE = (
+    "ecr:PutImage",
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:BatchDeleteImage",
+    "ecr:CreateRepository",
+    "ecr:DeleteRepository",
+    "ecr:SetRepositoryPolicy",
+)
+LOG_WRITES = ("logs:CreateLogStream", "logs:PutLogEvents")
+LOG_OTHERS = ("logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:GetLogEvents")
+
+
+def _log_group_id(synth, name):
+    (found,) = [
+        k for k, r in synth.of_type("AWS::Logs::LogGroup").items() if r["Properties"]["LogGroupName"] == name
+    ]
+    return found
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_nodes_pull_from_the_accounts_ecr_and_push_nowhere(roles, role):
+    own = arn("ecr", "repository/team/app")
+    # The token (no resource-level permission), then pulls from any repository of the account here
+    assert allowed(roles[role], "ecr:GetAuthorizationToken", "*")
+    for action in ECR_PULL:
+        assert allowed(roles[role], action, own), action
+        # never from another account's or another region's repositories
+        assert allowed(roles[role], action, "arn:aws:ecr:us-east-1:999999999999:repository/app") == []
+        assert allowed(roles[role], action, "arn:aws:ecr:eu-west-1:123456789012:repository/app") == []
+    # and no write, anywhere
+    for action in ECR_WRITE:
+        assert allowed(roles[role], action, own) == [], action
+        assert allowed(roles[role], action, "*") == [], action
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_nodes_write_container_logs_to_the_clusters_group_only(demo, roles, role):
+    # Given the containers' log group, with the cluster's retention
+    group_id = _log_group_id(demo, "/swarmkeeper/demo/containers")
+    assert demo.resources[group_id]["Properties"]["RetentionInDays"] == 30
+    group = f"arn:aws:test:::{group_id}"  # its Arn: log-group:/swarmkeeper/demo/containers:* (streams)
+    # Then a node adds streams and events there
+    for action in LOG_WRITES:
+        assert allowed(roles[role], action, group), action
+    # and in no other group of the stack (the functions', the timeline, the flow logs)
+    for other in demo.of_type("AWS::Logs::LogGroup"):
+        if other != group_id:
+            for action in LOG_WRITES:
+                assert allowed(roles[role], action, f"arn:aws:test:::{other}") == [], (action, other)
+    # nor anything else: not a new group (awslogs-create-group is false), not a read
+    for action in LOG_OTHERS + LOG_WRITES:
+        assert allowed(roles[role], action, "*") == [], action
+    for action in LOG_OTHERS:
+        assert allowed(roles[role], action, group) == [], action
+
+
+def test_without_container_logs_there_is_no_group_and_no_permission(variant):
+    # Given the variant, synthesized with containerLogs=false
+    names = {r["Properties"]["LogGroupName"] for r in variant.of_type("AWS::Logs::LogGroup").values()}
+    # Then there is no containers' log group, and the instance roles may write no log at all
+    assert "/swarmkeeper/blue/containers" not in names
+    for prefix in ROLES.values():
+        statements = statements_of_role(variant.resources, role_id_for(variant.resources, prefix))
+        assert not [s for s in statements if any(a.startswith("logs:") for a in s.actions)]
+    # and bootstrap-node is told no log group, so containers keep dockerd's json-file driver
+    for function in variant.of_type("AWS::Lambda::Function").values():
+        assert function["Properties"]["Environment"]["Variables"]["CONTAINER_LOG_GROUP"] == ""

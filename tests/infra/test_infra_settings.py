@@ -24,6 +24,7 @@ def test_cdk_json_context_holds_the_documented_defaults():
     assert settings.manager_count == 3
     assert settings.lambda_architecture == "arm64"
     assert settings.rebalance_drain_workers is True
+    assert settings.container_logs is True
     assert settings.uses_existing_vpc is False
 
 
@@ -44,6 +45,7 @@ def test_command_line_strings_are_parsed_like_json_values():
             "vpcId": "vpc-0a1b2c3d4e5f60718",
             "subnetIds": "subnet-0aaaaaaaaaaaaaaa1, subnet-0bbbbbbbbbbbbbbb2",
             "rebalanceDrainWorkers": "False",
+            "containerLogs": "false",
         }
     )
     # When read from the construct tree
@@ -55,6 +57,7 @@ def test_command_line_strings_are_parsed_like_json_values():
     assert settings.worker_max_size == 20
     assert settings.subnet_ids == ("subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2")
     assert settings.rebalance_drain_workers is False
+    assert settings.container_logs is False
 
 
 @pytest.mark.parametrize(
@@ -101,6 +104,8 @@ def test_command_line_strings_are_parsed_like_json_values():
         ({"dockerVersion": "latest"}, ["'dockerVersion' = 'latest'", "Docker version"]),
         ({"rebalanceDrainWorkers": "maybe"}, ["'rebalanceDrainWorkers' = 'maybe'", "true or false"]),
         ({"stackVersionDays": 0}, ["'stackVersionDays' = 0", "between 1 and 3650"]),
+        ({"containerLogs": "off"}, ["'containerLogs' = 'off'", "true or false"]),
+        ({"containerLogs": 1}, ["'containerLogs' = 1", "true or false"]),
     ],
 )
 def test_bad_values_are_rejected_with_the_key_and_the_value(context, expected):

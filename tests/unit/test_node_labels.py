@@ -166,3 +166,38 @@ def test_no_verify_without_a_zone_to_label_the_node_with(world, manager, monkeyp
     assert world.commands_for("verify-node", node_id) == []
     assert [e for e in world.published("Node Joined") if e["instanceId"] == worker] == []
     assert world.op(worker)["stage"] == "bootstrapping"
+
+
+# --- what bootstrap-node is told about logs and images ---------------------------------------------------
+
+REGISTRY = f"{DEFAULT_ACCOUNT_ID}.dkr.ecr.us-east-1.amazonaws.com"
+
+
+@pytest.fixture
+def stack_env(world, monkeypatch):
+    """The two variables as the stack sets them with containerLogs on, in the settings the launch
+    handler read at its cold start."""
+    fn = world.handlers["lifecycle_action"].fn
+    with_logs = replace(
+        fn.settings, container_log_group="/swarmkeeper/demo/containers", ecr_registry=REGISTRY
+    )
+    monkeypatch.setattr(fn, "settings", with_logs)
+
+
+def test_bootstrap_is_told_the_log_group_and_the_registry(world, stack_env):
+    # Given the stack's log group and registry / When a manager's launch action arrives
+    (m,) = world.managers(1)
+    world.lifecycle(m)
+    # Then bootstrap-node gets both
+    (boot,) = world.sent("bootstrap-node")
+    assert boot.parameters["ContainerLogGroup"] == "/swarmkeeper/demo/containers"
+    assert boot.parameters["EcrRegistry"] == REGISTRY
+
+
+def test_without_them_bootstrap_keeps_the_documents_defaults(world):
+    # Given containerLogs off (no log group) / When a manager's launch action arrives
+    (m,) = world.managers(1)
+    world.lifecycle(m)
+    # Then neither parameter is sent: the document's empty defaults (json-file, no helper) apply
+    (boot,) = world.sent("bootstrap-node")
+    assert "ContainerLogGroup" not in boot.parameters and "EcrRegistry" not in boot.parameters

@@ -12,6 +12,7 @@ from swarmkeeper import inputs
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import MalformedEvent
 from swarmkeeper.domain.join_types import JoinStepDue
+from swarmkeeper.domain.labels import NodeLabels
 from swarmkeeper.domain.models import Role
 from swarmkeeper.settings import RuntimeSettings, SettingsError
 
@@ -61,14 +62,42 @@ def test_docker_version_may_be_empty():
     assert RuntimeSettings.from_env({**ENV, "DOCKER_VERSION": ""}).docker_version == ""
 
 
+def test_container_logs_and_the_registry_are_optional_but_well_formed():
+    # Given neither variable (containerLogs off), or both as the stack sets them
+    off = RuntimeSettings.from_env(ENV)
+    on = RuntimeSettings.from_env(
+        {
+            **ENV,
+            "CONTAINER_LOG_GROUP": "/swarmkeeper/demo/containers",
+            "ECR_REGISTRY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+        }
+    )
+    # Then they are empty, or what the stack said
+    assert (off.container_log_group, off.ecr_registry) == ("", "")
+    assert on.container_log_group == "/swarmkeeper/demo/containers"
+    assert on.ecr_registry == "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    # and anything else is refused, naming the variable
+    for name, value in (
+        ("CONTAINER_LOG_GROUP", "/aws/lambda/other"),
+        ("CONTAINER_LOG_GROUP", "/swarmkeeper/demo/containers'"),
+        ("ECR_REGISTRY", "123.dkr.ecr.eu-west-1.amazonaws.com"),
+        ("ECR_REGISTRY", "registry.example.com"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            RuntimeSettings.from_env({**ENV, name: value})
+
+
 def test_the_layer_sends_exactly_the_documents_parameters():
     # The layer cannot import infra/ (not deployed with it): its parameter names are checked here.
     from infra.documents import PARAMETERS
 
     assert {p.name for p in PARAMETERS["bootstrap-node"]} >= {
         "Role", "Mode", "AdvertiseAddress", "ParameterPrefix", "KmsKeyId", "Region", "DockerVersion",
+        "ContainerLogGroup", "EcrRegistry",
     }  # fmt: skip
-    assert {p.name for p in PARAMETERS["verify-node"]} == {"NodeId", "Role", "TimeoutSeconds"}
+    assert {p.name for p in PARAMETERS["verify-node"]} == {
+        "NodeId", "TimeoutSeconds", *NodeLabels("a", "b", "spot", Role.WORKER).parameters(),
+    }  # fmt: skip
     assert {p.name for p in PARAMETERS["rotate-tokens"]} == {"ParameterPrefix", "KmsKeyId", "Region"}
 
 

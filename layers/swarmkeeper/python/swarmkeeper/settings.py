@@ -18,6 +18,7 @@ class SettingsError(ValueError):
 
 _CLUSTER = r"[a-z][a-z0-9-]{0,30}"
 _BUCKET = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+_ECR_REGISTRY = r"[0-9]{12}\.dkr\.ecr\.[a-z]{2}(-[a-z]+)+-[0-9]\.amazonaws\.com(\.cn)?"
 _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 
@@ -47,6 +48,10 @@ class RuntimeSettings:
     # RECONCILE_DOWN_GRACE_SECONDS, optional: how long a node stays Down on a running instance before
     # reconcile marks the instance Unhealthy (default 600; the lab sets a few seconds).
     reconcile_down_grace_seconds: int = 600
+    # CONTAINER_LOG_GROUP, ECR_REGISTRY, optional: bootstrap-node's log group for containers (empty:
+    # they log on the node) and the account's ECR registry (empty: no credential helper).
+    container_log_group: str = ""
+    ecr_registry: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -75,6 +80,8 @@ class RuntimeSettings:
             region=_region(env),
             rebalance_drain_workers=_flag(env, "REBALANCE_DRAIN_WORKERS", default=True),
             reconcile_down_grace_seconds=_seconds(env, "RECONCILE_DOWN_GRACE_SECONDS", default=600),
+            container_log_group=_optional(env, "CONTAINER_LOG_GROUP", rf"/swarmkeeper/{_CLUSTER}/containers"),
+            ecr_registry=_optional(env, "ECR_REGISTRY", _ECR_REGISTRY),
         )
 
 
@@ -96,7 +103,12 @@ def _optional_match(env: Mapping[str, str], name: str, pattern: str) -> str:
     """Set but possibly empty (empty: the script's default)."""
     if name not in env:
         raise SettingsError(f"environment variable {name} is required and is missing")
-    value = env[name].strip()
+    return _optional(env, name, pattern)
+
+
+def _optional(env: Mapping[str, str], name: str, pattern: str) -> str:
+    """Missing or empty: "" (off)."""
+    value = env.get(name, "").strip()
     if value and not re.fullmatch(pattern, value):
         raise SettingsError(f"environment variable {name}={value!r} does not match {pattern}")
     return value

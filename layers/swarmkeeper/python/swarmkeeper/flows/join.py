@@ -258,6 +258,10 @@ class JoinFlow:
                 }
                 if s.docker_version:  # empty: the document's default (the distribution's package)
                     params["DockerVersion"] = s.docker_version
+                if s.container_log_group:  # empty: the document's default (containers log on the node)
+                    params["ContainerLogGroup"] = s.container_log_group
+                if s.ecr_registry:
+                    params["EcrRegistry"] = s.ecr_registry
                 document = self._document(BOOTSTRAP)
                 try:
                     self._send(
