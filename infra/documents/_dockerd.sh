@@ -57,12 +57,12 @@ json_update() {
 configure_log_driver() {
 	if [ -n "${SK_CONTAINER_LOG_GROUP:-}" ]; then
 		tag="${OPEN}.Name${CLOSE}"
-		json_update "$DAEMON_JSON" 0644 "$(printf '{"log-driver": "awslogs", "log-opts": {"awslogs-region": "%s", "awslogs-group": "%s", "awslogs-create-group": "false", "tag": "%s", "mode": "non-blocking", "max-buffer-size": "4m"}}' \
+		json_update "$DAEMON_JSON" 0644 "$(printf '{"log-driver": "awslogs", "log-opts": {"awslogs-region": "%s", "awslogs-group": "%s", "awslogs-create-group": "false", "tag": "%s", "mode": "non-blocking", "max-buffer-size": "4m"} }' \
 			"$SK_REGION" "$SK_CONTAINER_LOG_GROUP" "$tag")"
 	elif [ -f "$DAEMON_JSON" ]; then
 		echo same
 	else
-		json_update "$DAEMON_JSON" 0644 '{"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}'
+		json_update "$DAEMON_JSON" 0644 '{"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"} }'
 	fi
 }
 
@@ -79,7 +79,7 @@ configure_registry() {
 			echo "bootstrap-node: docker-credential-ecr-login is missing and dnf is not available to install it; pulls from $SK_ECR_REGISTRY will need it" >&2
 		fi
 	fi
-	json_update "$CLI_CONFIG_DIR/config.json" 0600 "{\"credHelpers\": {\"$SK_ECR_REGISTRY\": \"ecr-login\"}}" credHelpers >/dev/null
+	json_update "$CLI_CONFIG_DIR/config.json" 0600 "{\"credHelpers\": {\"$SK_ECR_REGISTRY\": \"ecr-login\"} }" credHelpers >/dev/null
 }
 
 # restart_dockerd_for_config: a running dockerd reads a changed daemon.json only when it restarts.

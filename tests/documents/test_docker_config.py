@@ -185,3 +185,4 @@ def test_a_daemon_file_that_is_not_json_is_never_overwritten(lab: Lab):
         assert path.read_text() == "{ not json"
     finally:
         path.write_text(good)
+

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,8 @@ def lab_with_aws(prefix: str, subnet: str, hosts: tuple[int, ...], image_nodes: 
         server = ThreadedMotoServer(ip_address=net.gateway_ip, port=port, verbose=False)
         server.start()
         endpoint = f"http://{net.gateway_ip}:{port}"
+        # One moto per process: what another module of this tier left there is gone.
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
         creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": REGION}
         kms = boto3.client("kms", endpoint_url=endpoint, **creds)
         key_id = kms.create_key(Description="swarmkeeper doctest")["KeyMetadata"]["KeyId"]
@@ -403,25 +406,45 @@ def test_a_service_spreads_and_is_constrained_by_the_labels(lab: Lab):
         lab.docker(lab.a, "service", "rm", name)
 
 
-def test_verify_node_fails_with_the_reason_when_the_labels_cannot_be_set(lab: Lab):
-    # Given a docker client that refuses `docker node update` (as a manager that lost the swarm would)
+@pytest.mark.parametrize(
+    ("update", "reason"),
+    [
+        ('echo "Error: rpc error: refused" >&2; exit 1', "cannot label node"),  # refused
+        ("exit 0", "does not carry swarmkeeper.az=eu-west-1z"),  # said yes, changed nothing
+    ],
+    ids=["refused", "ignored"],
+)
+def test_verify_node_fails_with_the_reason_when_the_labels_cannot_be_set(lab: Lab, update: str, reason: str):
+    # Given a docker client whose `docker node update` does not label (as a manager that lost the
+    # swarm would), and a zone the node does not carry yet
     shim = lab.a.root_dir / "shim"
     shim.mkdir(exist_ok=True)
     real = shutil.which("docker")
     (shim / "docker").write_text(
-        f'#!/bin/sh\n[ "$1 $2" = "node update" ] && {{ echo "Error: rpc error: refused" >&2; exit 1; }}\n'
-        f'exec {real} "$@"\n'
+        f'#!/bin/sh\n[ "$1 $2" = "node update" ] && {{ {update}; }}\nexec {real} "$@"\n'
     )
     (shim / "docker").chmod(0o755)
     path = f"{shim}:{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    az, instance_type, lifecycle = LABELS["c"]
 
     # When verify-node runs
-    run = _verify(lab, "c", "manager", env={"PATH": path})
+    run = lab.run(
+        lab.a,
+        "verify-node",
+        env={"PATH": path},
+        NodeId=lab.ids["c"],
+        Role="manager",
+        AvailabilityZone="eu-west-1z",
+        InstanceType=instance_type,
+        Lifecycle=lifecycle,
+        TimeoutSeconds="30",
+    )
 
     # Then it fails, saying why, and no ready line is printed
     assert run.returncode == 1
-    assert "cannot label node" in run.stderr and "refused" in run.stderr
+    assert reason in run.stderr, run.stderr
     assert "state=ready" not in run.stdout
+    assert _labels(lab, "c")["swarmkeeper.az"] == az
 
 
 def test_verify_node_times_out_on_the_wrong_role(lab: Lab):
