@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_documents import IMAGE, KMS_ALIAS, REGION, VENV_BIN, Lab, lab_with_aws
+from test_documents import IMAGE, KMS_ALIAS, REGION, Lab, lab_with_aws
 
 pytestmark = pytest.mark.lab
 
@@ -32,11 +32,10 @@ def lab():
 
 
 def _bootstrap(lab: Lab, helper: bool = True, **values: str):
-    path = f"{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     return lab.run(
         lab.a,
         "bootstrap-node",
-        env={"PATH": f"{_helper_dir(lab)}:{path}" if helper else path},
+        shims={"docker-credential-ecr-login": FAKE_HELPER} if helper else None,
         Role="manager",
         Mode="init",
         AdvertiseAddress=lab.a.ip,
@@ -185,4 +184,3 @@ def test_a_daemon_file_that_is_not_json_is_never_overwritten(lab: Lab):
         assert path.read_text() == "{ not json"
     finally:
         path.write_text(good)
-

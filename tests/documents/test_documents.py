@@ -73,13 +73,11 @@ class Lab:
         timeout: float = 180,
         shell: str = "sh",
         shims: dict[str, str] | None = None,
-        env: dict[str, str] | None = None,
         **values: str,
     ) -> Run:
         """Render the document as the SSM agent does and run it with the agent's environment, under
         ``shell`` (sh is dash here; "bash" runs it as Amazon Linux 2023's sh, bash in POSIX mode).
-        ``shims``: programs (name -> shell) found on PATH before the real ones; ``env``: more
-        variables (over the agent's)."""
+        ``shims``: programs (name -> shell) found on PATH before the real ones."""
         script = render_commands(action, values)
         self.runs += 1
         path = node.root_dir / f"_script-{self.runs}-{action}.sh"
@@ -98,7 +96,6 @@ class Lab:
             "AWS_EC2_METADATA_DISABLED": "true",
             "SWARMKEEPER_RUN_DIR": str(run_dir(node)),
             "TMPDIR": str(node_tmp(node)),
-            **(env or {}),
         }
         node_tmp(node).mkdir(exist_ok=True)
         argv = {"sh": ["sh"], "bash": ["bash", "--posix"]}[shell]
@@ -337,12 +334,11 @@ def test_join_as_manager_on_a_worker_fails_with_a_reason(lab: Lab):
 LABELS = {"b": ("eu-west-1b", "t4g.small", "spot"), "c": ("eu-west-1c", "m7i-flex.large", "on-demand")}
 
 
-def _verify(lab: Lab, key: str, role: str, timeout: str = "30", env: dict[str, str] | None = None) -> Run:
+def _verify(lab: Lab, key: str, role: str, timeout: str = "30") -> Run:
     az, instance_type, lifecycle = LABELS[key]
     return lab.run(
         lab.a,
         "verify-node",
-        env=env,
         NodeId=lab.ids[key],
         Role=role,
         AvailabilityZone=az,
@@ -417,21 +413,15 @@ def test_a_service_spreads_and_is_constrained_by_the_labels(lab: Lab):
 def test_verify_node_fails_with_the_reason_when_the_labels_cannot_be_set(lab: Lab, update: str, reason: str):
     # Given a docker client whose `docker node update` does not label (as a manager that lost the
     # swarm would), and a zone the node does not carry yet
-    shim = lab.a.root_dir / "shim"
-    shim.mkdir(exist_ok=True)
     real = shutil.which("docker")
-    (shim / "docker").write_text(
-        f'#!/bin/sh\n[ "$1 $2" = "node update" ] && {{ {update}; }}\nexec {real} "$@"\n'
-    )
-    (shim / "docker").chmod(0o755)
-    path = f"{shim}:{VENV_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    shim = f'#!/bin/sh\n[ "$1 $2" = "node update" ] && {{ {update}; }}\nexec {real} "$@"\n'
     az, instance_type, lifecycle = LABELS["c"]
 
     # When verify-node runs
     run = lab.run(
         lab.a,
         "verify-node",
-        env={"PATH": path},
+        shims={"docker": shim},
         NodeId=lab.ids["c"],
         Role="manager",
         AvailabilityZone="eu-west-1z",
