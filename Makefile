@@ -14,11 +14,14 @@ export CDK_DISABLE_VERSION_CHECK := 1
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements-dev.txt
+# The venv has what the build, the tests and the lab need, and the operators' CLI (.venv/bin/swarmkeeper),
+# installed editable from this checkout.
+$(VENV)/.installed: requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 		|| { echo "swarmkeeper needs Python 3.11 or newer (found: $$($(PYTHON) --version))" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -6,8 +6,12 @@
 - flows reach AWS through adapters only (no boto3 / botocore) and import no wiring;
 - a handler imports, of swarmkeeper, only ``handling``, ``inputs``, ``runtime`` and the kernel
   (``domain.kernel``), and no boto3;
-- nothing in the Lambda layer, and nothing in the lab or the bench, imports in a circle;
-- no module of the layer, the handlers, the infrastructure, the lab or the bench is over 600 lines.
+- the operators' CLI (``swarmkeeper_cli``, outside the layer) uses, of the layer, only the domain and
+  the state table's adapter (typed state items), never the flows, the wiring or the other adapters;
+  nothing in the layer or the handlers imports it;
+- nothing in the Lambda layer, and nothing in the lab, the bench or the CLI, imports in a circle;
+- no module of the layer, the handlers, the infrastructure, the lab, the bench or the CLI is over 600
+  lines.
 
 Every import counts, also one inside a function or under ``TYPE_CHECKING``."""
 
@@ -28,6 +32,8 @@ MAX_LINES = 600
 
 AWS_SDK = ("boto3", "botocore")
 WIRING = ("swarmkeeper.runtime", "swarmkeeper.handling")
+CLI = "swarmkeeper_cli"
+CLI_MAY_USE = ("swarmkeeper.domain", "swarmkeeper.adapters.state")
 HANDLER_MAY_USE = (
     "swarmkeeper.handling",
     "swarmkeeper.inputs",
@@ -42,6 +48,10 @@ def module_of(path: Path) -> str:
 
 
 LAYER_MODULES = {module_of(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+CLI_MODULES = {
+    ".".join(p.relative_to(REPO).with_suffix("").parts[: -1 if p.name == "__init__.py" else None]): p
+    for p in sorted((REPO / CLI).rglob("*.py"))
+}
 LAB_MODULES = {
     ".".join(p.relative_to(REPO).with_suffix("").parts[: -1 if p.name == "__init__.py" else None]): p
     for folder in ("lab", "bench")
@@ -78,7 +88,17 @@ def broken_rules(paths: dict[str, Path]) -> list[str]:
     broken = []
     for name, path in paths.items():
         for imported in imports(name, path):
-            if under(name, ("swarmkeeper.domain",)):
+            if under(name, (CLI,)):
+                if under(imported, ("swarmkeeper",)) and not under(imported, CLI_MAY_USE):
+                    broken.append(
+                        f"{name} imports {imported} (the CLI uses, of the layer, {', '.join(CLI_MAY_USE)})"
+                    )
+                continue
+            if under(imported, (CLI,)):
+                broken.append(
+                    f"{name} imports {imported} (nothing in the layer or the handlers imports the CLI)"
+                )
+            elif under(name, ("swarmkeeper.domain",)):
                 if not (stdlib(imported) or under(imported, ("swarmkeeper.domain",))):
                     broken.append(
                         f"{name} imports {imported} (the domain imports only the stdlib and the domain)"
@@ -135,7 +155,7 @@ def cycles(paths: dict[str, Path]) -> list[list[str]]:
 
 def checked_modules() -> dict[str, Path]:
     handlers = {f"functions.{p.parent.name}.handler": p for p in HANDLERS}
-    return {**LAYER_MODULES, **handlers}
+    return {**LAYER_MODULES, **handlers, **CLI_MODULES}
 
 
 def test_every_import_follows_the_rules():
@@ -156,6 +176,16 @@ def test_nothing_in_the_lab_or_the_bench_imports_in_a_circle():
     assert cycles(LAB_MODULES) == []
 
 
+def test_nothing_in_the_cli_imports_in_a_circle():
+    # Given the CLI's modules / When the import graph is walked / Then it has no cycle
+    assert CLI_MODULES and cycles(CLI_MODULES) == []
+
+
+def test_the_cli_is_not_in_the_lambda_layer():
+    # Given the layer's asset directory (everything under it is deployed) / Then the CLI is not there
+    assert not list(LAYER.rglob(f"{CLI}*")) and (REPO / CLI / "main.py").is_file()
+
+
 def test_no_module_is_over_600_lines():
     # Given the layer, the handlers, the infrastructure, the lab and the bench / When their lines are counted
     paths = [
@@ -164,6 +194,7 @@ def test_no_module_is_over_600_lines():
         *REPO.glob("infra/**/*.py"),
         REPO / "app.py",
         *LAB_MODULES.values(),
+        *CLI_MODULES.values(),
     ]
     long = {str(p.relative_to(REPO)): n for p in paths if (n := len(p.read_text().splitlines())) > MAX_LINES}
 
@@ -193,6 +224,11 @@ def test_no_module_is_over_600_lines():
         ("functions.sample.handler", "from swarmkeeper.domain.join import JoinStepDue", "a handler uses"),
         ("functions.sample.handler", "from swarmkeeper import adapters", "a handler uses"),
         ("functions.sample.handler", "import boto3", "a handler uses"),
+        ("swarmkeeper_cli.sample", "from swarmkeeper.flows.leave import LeaveFlow", "the CLI uses"),
+        ("swarmkeeper_cli.sample", "from swarmkeeper import runtime", "the CLI uses"),
+        ("swarmkeeper_cli.sample", "from swarmkeeper.adapters.commands import RunCommands", "the CLI uses"),
+        ("swarmkeeper.flows.sample", "from swarmkeeper_cli import main", "nothing in the layer"),
+        ("functions.sample.handler", "import swarmkeeper_cli.status", "nothing in the layer"),
     ],
 )
 def test_a_broken_rule_is_reported(tmp_path, module, source, rule):
@@ -214,6 +250,8 @@ def test_the_rules_allow_what_the_house_does(tmp_path):
         "swarmkeeper.flows.sample": "from swarmkeeper.adapters.state import StateTable",
         "functions.sample.handler": "from swarmkeeper import inputs, runtime\n"
         "from swarmkeeper.domain.kernel import Decision",
+        "swarmkeeper_cli.sample": "import boto3\nfrom swarmkeeper.domain.models import Role\n"
+        "from swarmkeeper.adapters.state import StateTable\nfrom swarmkeeper_cli import aws",
     }
     paths = {}
     for n, (module, source) in enumerate(allowed.items()):

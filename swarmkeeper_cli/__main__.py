@@ -1,0 +1,5 @@
+import sys
+
+from swarmkeeper_cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""The names the operators' CLI finds a cluster by are the names the stack gives its resources (the CLI
+derives them from the cluster name, as infra.names does, without importing infra)."""
+
+from __future__ import annotations
+
+from infra.names import Names
+from swarmkeeper_cli.names import ClusterNames
+
+
+def _names(demo, cfn_type: str, key: str) -> set[str]:
+    return {str(r["Properties"].get(key)) for r in demo.of_type(cfn_type).values()}
+
+
+def test_the_cli_finds_every_resource_it_reads_or_acts_on_by_its_template_name(demo):
+    # Given the CLI's names for the demo cluster
+    names = ClusterNames("demo")
+
+    # When the synthesized template is read / Then each name is a resource of the stack
+    tables = _names(demo, "AWS::DynamoDB::Table", "TableName") | _names(
+        demo, "AWS::DynamoDB::GlobalTable", "TableName"
+    )
+    assert names.state_table in tables
+    assert set(names.groups) <= _names(demo, "AWS::AutoScaling::AutoScalingGroup", "AutoScalingGroupName")
+    assert {names.dead_letter_queue, names.step_queue} <= _names(demo, "AWS::SQS::Queue", "QueueName")
+    assert names.timeline_log_group in _names(demo, "AWS::Logs::LogGroup", "LogGroupName")
+    functions = _names(demo, "AWS::Lambda::Function", "FunctionName")
+    assert {names.function("reconcile"), names.function("rotate_tokens")} <= functions
+    assert demo.stack_name == names.stack
+
+
+def test_the_cli_names_are_infra_names():
+    # Given another cluster name / Then both derivations agree
+    cli, infra = ClusterNames("prod-2"), Names("prod-2")
+    assert (cli.state_table, cli.groups, cli.dead_letter_queue, cli.step_queue, cli.stack) == (
+        infra.state_table,
+        infra.groups,
+        infra.dead_letter_queue,
+        infra.step_queue,
+        infra.stack,
+    )
+    assert cli.function("rotate_tokens") == infra.function("rotate_tokens")
