@@ -41,6 +41,13 @@ secrets:
     external: true
 """
 
+ONE = f"""version: "3.8"
+services:
+  {{service}}:
+    image: {IMAGE}
+    command: ["sleep", "100000"]
+"""
+
 
 @dataclass
 class Run:
@@ -187,8 +194,30 @@ def test_a_new_secret_version_rolls_the_service_and_the_old_one_goes(lab: StackL
         ),
         ('version: "3.8"\nservices:\n  web:\n    command: ["sleep", "1"]\n', "service web has no image"),
         (APP.replace("db_password", "nosuch"), "there is no parameter /swarmkeeper/stacktest/secrets/nosuch"),
+        # without the name checks, --prune would remove app_web before Swarm refused the file
+        (ONE.format(service="web.1"), "service web.1: app_web.1 is not a name Swarm accepts"),
+        (ONE.format(service="w" * 60), "is longer than the 63 characters Swarm accepts"),
+        (
+            ONE.format(service="api") + "    networks: [back]\nnetworks:\n  back:\n    name: back.net\n",
+            "network back: back.net is not a name Swarm accepts",
+        ),
+        (
+            ONE.format(service="web") + "secrets:\n  mine:\n    name: no spaces\n    file: /etc/hostname\n",
+            "Swarm refused the file: ",
+        ),
     ],
-    ids=["not-yaml", "not-a-mapping", "not-compose", "no-such-image", "no-image", "no-such-secret"],
+    ids=[
+        "not-yaml",
+        "not-a-mapping",
+        "not-compose",
+        "no-such-image",
+        "no-image",
+        "no-such-secret",
+        "service-name-swarm-refuses",
+        "service-name-too-long",
+        "network-name-swarm-refuses",
+        "secret-name-swarm-refuses",
+    ],
 )
 def test_bad_input_is_refused_and_the_running_stack_is_untouched(lab: StackLab, body, says):
     # Given the running stack
