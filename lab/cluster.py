@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab import patches
+from lab import patches, s3_events
 from lab.agent import AgentKnobs, SsmAgents
 from lab.alarms import AlarmKnobs, Alarms, Datum
 from lab.autoscaling import AutoScaling, AutoScalingKnobs
@@ -29,6 +29,7 @@ from lab.instances import Fleet, FleetKnobs
 from lab.lambdas import FunctionSpec, LambdaKnobs, LambdaService, QueuePoller
 from lab.provision import Provisioned, Provisioner
 from lab.region import Region
+from lab.s3_events import S3Events
 from lab.template import Template, find_template
 
 log = logging.getLogger("lab")
@@ -132,6 +133,7 @@ class Lab:
         self.agents.install()
         self.fleet.install()
         self._install_bus_capture()
+        s3_events.install(lambda event: self.router and self.router.put(event), S3Events(self.factory))
         self.template = Template.load(path, region=self.region.name, account=self.region.account)
         cdk_out = (
             path.parent if (path.parent / "manifest.json").exists() or path.parent == cfg.cdk_out else None

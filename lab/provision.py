@@ -365,9 +365,16 @@ class Provisioner(ProvisionWiring):
     def _create_AWS__S3__Bucket(self, res: Any) -> tuple[str, dict]:
         p = self._props(res)
         name = p.get("BucketName") or self.t.generated_name(res.logical_id, 63, lower=True)
-        self.client("s3").create_bucket(
-            Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region.name}
-        )
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region.name})
+        if (p.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        notifications = p.get("NotificationConfiguration") or {}
+        if (notifications.get("EventBridgeConfiguration") or {}).get("EventBridgeEnabled") in (True, "true"):
+            # lab.s3_events sends the bucket's events to the lab's EventBridge
+            s3.put_bucket_notification_configuration(
+                Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
         self.out.buckets.append(name)
         return name, {
             "Arn": f"arn:aws:s3:::{name}",
