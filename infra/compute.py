@@ -12,7 +12,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.names import AGENT_READY, COMMAND_OUTPUT_PREFIX, LAUNCH_HOOK, TERMINATE_HOOK, Names
+from infra.load_balancer import LoadBalancer
+from infra.names import AGENT_READY, CLUSTER_TAG, COMMAND_OUTPUT_PREFIX, LAUNCH_HOOK, TERMINATE_HOOK, Names
 from infra.network import Network
 from infra.settings import ClusterSettings
 from infra.state import State
@@ -20,7 +21,6 @@ from infra.state import State
 AL2023_PARAMETER_PREFIX = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-"
 ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023
 ROOT_VOLUME_GIB = 30  # images and container layers live on the root volume
-CLUSTER_TAG = "swarmkeeper:cluster"
 ROLE_TAG = "swarmkeeper:role"
 # The agent's two message channels: Run Command arrives on either (ec2messages, or ssmmessages' control
 # channel for newer agents); the data channels carry Session Manager sessions.
@@ -65,6 +65,7 @@ class Compute(Construct):
         names: Names,
         network: Network,
         state: State,
+        load_balancer: LoadBalancer,
     ) -> None:
         super().__init__(scope, id)
         self._settings = settings
@@ -158,7 +159,10 @@ class Compute(Construct):
             "ManagerTemplate", managers, self.manager_role, [network.node_sg, network.manager_sg]
         )
         self.worker_template = self._launch_template(
-            "WorkerTemplate", workers, self.worker_role, [network.node_sg]
+            "WorkerTemplate",
+            workers,
+            self.worker_role,
+            [network.node_sg, load_balancer.target_security_group],
         )
 
         n = settings.manager_count

@@ -23,8 +23,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra.load_balancer import LoadBalancer
 from infra.names import (
     AGENT_READY,
+    CLUSTER_TAG,
     COMMAND_OUTPUT_PREFIX,
     FUNCTIONS,
     GROUP_NAME_TAG,
@@ -72,10 +74,12 @@ class ControlPlane(Construct):
         state: State,
         bus: events.IEventBus,
         stacks: StacksBucket,
+        load_balancer: LoadBalancer,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
         self._names = names
+        self._cluster = settings.cluster_name
 
         architecture = (
             lambda_.Architecture.ARM_64
@@ -91,6 +95,7 @@ class ControlPlane(Construct):
             description=f"swarmkeeper {settings.cluster_name} control plane (all functions)",
         )
         self._grant(stack, state, bus)
+        self._grant_listeners(stack, load_balancer)
 
         # ---- code ----------------------------------------------------------------------------------
         shared_layer = lambda_.LayerVersion(
@@ -136,6 +141,13 @@ class ControlPlane(Construct):
             "DRAIN_TIMEOUT_SECONDS": str(settings.drain_timeout_seconds),
             "REBALANCE_DRAIN_WORKERS": "true" if settings.rebalance_drain_workers else "false",
             "RECONCILE_DOWN_GRACE_SECONDS": str(settings.down_grace_seconds),
+            "LOAD_BALANCER_ARN": load_balancer.load_balancer.load_balancer_arn,
+            "LOAD_BALANCER_SECURITY_GROUP": load_balancer.security_group.security_group_id,
+            "TARGET_SECURITY_GROUP": load_balancer.target_security_group.security_group_id,
+            "LOAD_BALANCER_CLIENT_CIDR": load_balancer.client_cidr,
+            "TARGET_GROUP_PREFIX": names.target_group_prefix,
+            "VPC_ID": load_balancer.vpc_id,
+            "DEREGISTRATION_DELAY_SECONDS": str(settings.load_balancer_deregistration_seconds),
             "POWERTOOLS_SERVICE_NAME": "swarmkeeper",
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "LOG_LEVEL": settings.log_level,
@@ -412,6 +424,88 @@ class ControlPlane(Construct):
         state.table.grant_read_write_data(role)
         state.step_queue.grant_send_messages(role)
         bus.grant_put_events_to(role)
+
+    def _grant_listeners(self, stack: Stack, load_balancer: LoadBalancer) -> None:
+        """Listeners of this stack's load balancer only; target groups named with this cluster's prefix
+        and tagged with its name (at creation, and checked on every later change); rules of the load
+        balancer's two security groups only; target groups attached to the worker group only."""
+        names = self._names
+
+        def elb_arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="elasticloadbalancing", resource=resource, resource_name=name)
+
+        listeners = elb_arn("listener", f"net/{names.load_balancer}/*")
+        target_groups = elb_arn("targetgroup", f"{names.target_group_prefix}*/*")
+        own_tag = {f"aws:ResourceTag/{CLUSTER_TAG}": self._cluster}
+        worker_group = stack.format_arn(
+            service="autoscaling",
+            resource="autoScalingGroup",
+            resource_name=f"*:autoScalingGroupName/{names.worker_group}",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        groups = [
+            stack.format_arn(service="ec2", resource="security-group", resource_name=group.security_group_id)
+            for group in (load_balancer.security_group, load_balancer.target_security_group)
+        ]
+        statements = [
+            iam.PolicyStatement(
+                sid="DescribeLoadBalancing",
+                # Describe calls support no resource-level permissions.
+                actions=[
+                    "elasticloadbalancing:DescribeListeners",
+                    "elasticloadbalancing:DescribeTargetGroups",
+                    "elasticloadbalancing:DescribeTargetHealth",
+                    "elasticloadbalancing:DescribeTags",
+                    "ec2:DescribeSecurityGroups",
+                ],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid="CreateListenersOnOwnLoadBalancer",
+                actions=["elasticloadbalancing:CreateListener"],
+                resources=[load_balancer.load_balancer.load_balancer_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ChangeListenersOfOwnLoadBalancer",
+                actions=[
+                    "elasticloadbalancing:ModifyListener",
+                    "elasticloadbalancing:DeleteListener",
+                    "elasticloadbalancing:AddTags",
+                ],
+                resources=[listeners],
+            ),
+            iam.PolicyStatement(
+                sid="CreateOwnTargetGroups",
+                actions=["elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:AddTags"],
+                resources=[target_groups],
+                conditions={"StringEquals": {f"aws:RequestTag/{CLUSTER_TAG}": self._cluster}},
+            ),
+            iam.PolicyStatement(
+                sid="ChangeOwnTargetGroups",
+                actions=[
+                    "elasticloadbalancing:ModifyTargetGroupAttributes",
+                    "elasticloadbalancing:DeleteTargetGroup",
+                    "elasticloadbalancing:DeregisterTargets",
+                ],
+                resources=[target_groups],
+                conditions={"StringEquals": own_tag},
+            ),
+            iam.PolicyStatement(
+                sid="AttachTargetGroupsToWorkers",
+                actions=[
+                    "autoscaling:AttachLoadBalancerTargetGroups",
+                    "autoscaling:DetachLoadBalancerTargetGroups",
+                ],
+                resources=[worker_group],
+            ),
+            iam.PolicyStatement(
+                sid="PublishedPortRules",
+                actions=["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+                resources=groups,
+            ),
+        ]
+        for statement in statements:
+            self.role.add_to_policy(statement)
 
 
 def _camel(snake: str) -> str:

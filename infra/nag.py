@@ -100,8 +100,27 @@ def acknowledge(stack: SwarmkeeperStack) -> None:
         "IAM5[Resource::*]",
         "Only actions without resource-level permissions (ec2:DescribeInstances, "
         "autoscaling:DescribeAutoScalingGroups/Instances, ssm:GetCommandInvocation, the X-Ray "
-        "PutTraceSegments/PutTelemetryRecords added by active tracing), and the Deny of "
+        "PutTraceSegments/PutTelemetryRecords added by active tracing, the load balancer's "
+        "elasticloadbalancing:Describe* and ec2:DescribeSecurityGroups), and the Deny of "
         "ssm:GetParametersByPath on every path.",
+    )
+    _ack(
+        control.role,
+        "IAM5[Resource::"
+        + partition_arn.format("elasticloadbalancing", f"listener/net/{names.load_balancer}/*")
+        + "]",
+        "A listener ARN ends in ids ELB picks at creation; the wildcard stands only for those: the "
+        f"listeners of this stack's load balancer ({names.load_balancer}), created for the swarm's "
+        "published ports.",
+    )
+    _ack(
+        control.role,
+        "IAM5[Resource::"
+        + partition_arn.format("elasticloadbalancing", f"targetgroup/{names.target_group_prefix}*/*")
+        + "]",
+        f"The target groups the control plane creates per published port, named {names.target_group_prefix}"
+        "<protocol>-<port> (the id after the name is ELB's); creation requires the cluster tag "
+        "(aws:RequestTag) and every change the tag on the group (aws:ResourceTag).",
     )
     for group in names.groups:
         _ack(
@@ -125,6 +144,15 @@ def acknowledge(stack: SwarmkeeperStack) -> None:
         f"IAM5[{command_output}]",
         "The control plane reads Run Command output whose keys are named after command ids; "
         f"s3:GetObject only, under {COMMAND_OUTPUT_PREFIX}/ in this stack's output bucket.",
+    )
+
+    # ---- load balancer ----------------------------------------------------------------------------
+    _ack(
+        stack.load_balancer.load_balancer,
+        "ELB2",
+        "A Network Load Balancer writes access logs only for TLS listeners; every connection to the "
+        "nodes is in the VPC flow logs (a new VPC has them), and the listeners swarmkeeper creates or "
+        "removes are published on the operators' bus.",
     )
 
     # ---- state ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from infra.documents import ACTIONS, document_name
@@ -33,6 +34,8 @@ SECRETS_PATH = "secrets"
 # The tag Auto Scaling puts on every instance it launches; an `aws:` tag no principal can set or change,
 # so it, not the cluster tag, scopes what the control plane may do to instances.
 GROUP_NAME_TAG = "aws:autoscaling:groupName"
+CLUSTER_TAG = "swarmkeeper:cluster"
+ELB_NAME_LIMIT = 32  # load balancer and target group names
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,21 @@ class Names:
     @property
     def alarms(self) -> tuple[str, ...]:
         return tuple(self.alarm(what) for what in ALARMS)
+
+    @property
+    def _digest(self) -> str:
+        return hashlib.sha256(self.cluster.encode()).hexdigest()[:8]
+
+    @property
+    def load_balancer(self) -> str:
+        if len(self.prefix) <= ELB_NAME_LIMIT:
+            return self.prefix
+        return f"sk-{self.cluster[: ELB_NAME_LIMIT - 12].rstrip('-')}-{self._digest}"
+
+    @property
+    def target_group_prefix(self) -> str:
+        """Target groups the control plane creates: `<prefix><protocol>-<port>` (at most 23 characters)."""
+        return f"sk-{self._digest}-"
 
     def rule(self, what: str) -> str:
         return f"{self.prefix}-{what}"

@@ -12,7 +12,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.names import Names
-from infra.settings import ClusterSettings
+from infra.settings import NEW_VPC_CIDR, ClusterSettings
 
 SWARM_MANAGEMENT = ec2.Port.tcp(2377)  # raft + cluster management, managers only
 GOSSIP_TCP = ec2.Port.tcp(7946)  # node discovery / gossip
@@ -52,7 +52,7 @@ class Network(Construct):
                 self,
                 "Vpc",
                 vpc_name=names.prefix,
-                ip_addresses=ec2.IpAddresses.cidr("10.42.0.0/16"),
+                ip_addresses=ec2.IpAddresses.cidr(NEW_VPC_CIDR),
                 max_azs=3,
                 nat_gateways=settings.nat_gateways,
                 subnet_configuration=[

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -27,6 +28,8 @@ _INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
+NEW_VPC_CIDR = "10.42.0.0/16"  # the VPC a stack creates when no vpcId is given
+LOAD_BALANCER_SCHEMES = ("internet-facing", "internal")
 _DOCKER_VERSION = re.compile(r"^[0-9][0-9.]{0,15}$")  # the bootstrap-node document's allowedPattern
 
 
@@ -64,11 +67,26 @@ class ClusterSettings:
     down_grace_seconds: int = 600
     stack_version_days: int = 30
     container_logs: bool = True
+    load_balancer_scheme: str = "internet-facing"
+    load_balancer_subnet_ids: tuple[str, ...] = ()
+    load_balancer_client_cidr: str | None = None
+    load_balancer_deregistration_seconds: int = 30
 
     # ---- derived values -------------------------------------------------------------------------
     @property
     def uses_existing_vpc(self) -> bool:
         return self.vpc_id is not None
+
+    @property
+    def internet_facing(self) -> bool:
+        return self.load_balancer_scheme == "internet-facing"
+
+    @property
+    def client_cidr(self) -> str:
+        """Where the load balancer's clients may connect from (its listener ports only)."""
+        if self.load_balancer_client_cidr is not None:
+            return self.load_balancer_client_cidr
+        return "0.0.0.0/0" if self.internet_facing else NEW_VPC_CIDR
 
     @property
     def log_retention(self) -> logs.RetentionDays:
@@ -195,6 +213,16 @@ def _subnet_ids(value: Any) -> tuple[str, ...]:
     return ids
 
 
+def _ipv4_cidr(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IPv4 CIDR block such as 10.0.0.0/16, got {type(value).__name__}")
+    try:
+        network = ipaddress.IPv4Network(value.strip(), strict=True)
+    except ValueError as err:
+        raise ValueError(f"expected an IPv4 CIDR block such as 10.0.0.0/16 ({err})") from None
+    return str(network)
+
+
 def _one_of(*choices: Any) -> Callable[[Any], Any]:
     def parse(value: Any) -> Any:
         if isinstance(value, str) and all(isinstance(c, str) for c in choices):
@@ -240,6 +268,10 @@ CONTEXT_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "downGraceSeconds": ("down_grace_seconds", _int_in(60, 86400)),
     "stackVersionDays": ("stack_version_days", _int_in(1, 3650)),
     "containerLogs": ("container_logs", _boolean),
+    "loadBalancerScheme": ("load_balancer_scheme", _one_of(*LOAD_BALANCER_SCHEMES)),
+    "loadBalancerSubnetIds": ("load_balancer_subnet_ids", _subnet_ids),
+    "loadBalancerClientCidr": ("load_balancer_client_cidr", _ipv4_cidr),
+    "loadBalancerDeregistrationSeconds": ("load_balancer_deregistration_seconds", _int_in(0, 3600)),
 }
 
 
@@ -256,11 +288,39 @@ def _cross_checks(s: Mapping[str, Any]) -> list[str]:
             f"cdk.json context 'vpcId' = {s['vpc_id']!r}, 'subnetIds' = {list(s['subnet_ids'])!r}: "
             "give both (use an existing VPC and its private subnets) or neither (create a new VPC)"
         )
+    errors.extend(_load_balancer_checks(s))
     if s["ami_id"] is not None and _arch(s["manager_instance_type"]) != _arch(s["worker_instance_type"]):
         errors.append(
             f"cdk.json context 'amiId' = {s['ami_id']!r}: one AMI cannot serve both "
             f"'managerInstanceType' = {s['manager_instance_type']!r} and "
             f"'workerInstanceType' = {s['worker_instance_type']!r} (different CPU architectures)"
+        )
+    return errors
+
+
+def _load_balancer_checks(s: Mapping[str, Any]) -> list[str]:
+    errors = []
+    existing, internet_facing = s["vpc_id"] is not None, s["load_balancer_scheme"] == "internet-facing"
+    lb_subnets = list(s["load_balancer_subnet_ids"])
+    if lb_subnets and not existing:
+        errors.append(
+            f"cdk.json context 'loadBalancerSubnetIds' = {lb_subnets!r}: only with 'vpcId' (a new VPC "
+            "places the load balancer in its own public or private subnets)"
+        )
+    if existing and internet_facing and not lb_subnets:
+        errors.append(
+            f"cdk.json context 'vpcId' = {s['vpc_id']!r} with 'loadBalancerScheme' = 'internet-facing': "
+            "give 'loadBalancerSubnetIds' (the VPC's public subnets), or use 'internal'"
+        )
+    if existing and not internet_facing and lb_subnets:
+        errors.append(
+            f"cdk.json context 'loadBalancerSubnetIds' = {lb_subnets!r}: an internal load balancer sits in "
+            "the nodes' subnets ('subnetIds')"
+        )
+    if existing and not internet_facing and s["load_balancer_client_cidr"] is None:
+        errors.append(
+            f"cdk.json context 'vpcId' = {s['vpc_id']!r} with 'loadBalancerScheme' = 'internal': give "
+            "'loadBalancerClientCidr' (the VPC's CIDR block or the clients' network; unknown offline)"
         )
     return errors
 

@@ -8,6 +8,7 @@ from constructs import Construct
 from infra.compute import Compute
 from infra.control_plane import ControlPlane
 from infra.dashboard import OperatorsDashboard
+from infra.load_balancer import LoadBalancer
 from infra.nag import acknowledge
 from infra.names import Names
 from infra.network import Network
@@ -33,6 +34,9 @@ class SwarmkeeperStack(Stack):
         Tags.of(self).add("swarmkeeper:cluster", settings.cluster_name)
 
         self.network = Network(self, "Network", settings=settings, names=names)
+        self.load_balancer = LoadBalancer(
+            self, "LoadBalancer", settings=settings, names=names, network=self.network
+        )
         self.state = State(self, "State", settings=settings, names=names)
         self.documents = Documents(self, "Documents", names=names)
         self.stacks = StacksBucket(self, "Stacks", settings=settings, names=names)
@@ -45,6 +49,7 @@ class SwarmkeeperStack(Stack):
             state=self.state,
             bus=self.operators.bus,
             stacks=self.stacks,
+            load_balancer=self.load_balancer,
         )
         self.alarms = Alarms(
             self,
@@ -55,7 +60,13 @@ class SwarmkeeperStack(Stack):
             functions=self.control_plane.functions,
         )
         self.compute = Compute(
-            self, "Compute", settings=settings, names=names, network=self.network, state=self.state
+            self,
+            "Compute",
+            settings=settings,
+            names=names,
+            network=self.network,
+            state=self.state,
+            load_balancer=self.load_balancer,
         )
         self.stacks.grant_managers(self.compute.manager_role, self.state.key)
         # The groups' first instances already wait on the launch hook: the rules, the functions and the

@@ -30,6 +30,8 @@ VARIANT_CONTEXT = {
     "lambdaArchitecture": "x86_64",
     "rebalanceDrainWorkers": "false",
     "containerLogs": "false",
+    "loadBalancerScheme": "internal",
+    "loadBalancerClientCidr": "10.20.0.0/16",
 }
 
 

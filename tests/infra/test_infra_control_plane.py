@@ -16,6 +16,7 @@ FUNCTIONS = (
     "steps",
     "stack_object",
 )
+NLB = "AWS::ElasticLoadBalancingV2::LoadBalancer"
 CONTRACT_ENV = {
     "CLUSTER_NAME": "demo",
     "MANAGER_GROUP_NAME": "swarmkeeper-demo-managers",
@@ -32,6 +33,9 @@ CONTRACT_ENV = {
     "DRAIN_TIMEOUT_SECONDS": "300",
     "REBALANCE_DRAIN_WORKERS": "true",
     "RECONCILE_DOWN_GRACE_SECONDS": "600",
+    "LOAD_BALANCER_CLIENT_CIDR": "0.0.0.0/0",
+    "TARGET_GROUP_PREFIX": "sk-2a97516c-",
+    "DEREGISTRATION_DELAY_SECONDS": "30",
     "POWERTOOLS_SERVICE_NAME": "swarmkeeper",
     "POWERTOOLS_METRICS_NAMESPACE": "Swarmkeeper",
     "LOG_LEVEL": "INFO",
@@ -75,11 +79,13 @@ def test_one_function_per_directory_with_runtime_arch_tracing_and_handler(demo):
 def test_function_environment_is_exactly_the_readme_contract(demo):
     queue_id = _logical_id(demo, "AWS::SQS::Queue", "QueueName", "swarmkeeper-demo-steps")
     bucket_id = demo.output_bucket_id
+    lb_group = demo.logical_id("AWS::EC2::SecurityGroup", "LoadBalancerSecurityGroup")
+    target_group = demo.logical_id("AWS::EC2::SecurityGroup", "LoadBalancerTargetSecurityGroup")
     for _, props in _functions(demo).values():
         env = props["Environment"]["Variables"]
         assert env == {
             **CONTRACT_ENV,
-            # the two values the lab must resolve: a queue URL and a generated bucket name
+            # the values the lab must resolve: a queue URL, a generated bucket name, the load balancer's
             "STEP_QUEUE_URL": {"Ref": queue_id},
             "COMMAND_OUTPUT_BUCKET": {"Ref": bucket_id},
             "STACKS_BUCKET": {"Ref": demo.stacks_bucket_id},
@@ -97,6 +103,10 @@ def test_function_environment_is_exactly_the_readme_contract(demo):
                     ],
                 ]
             },
+            "LOAD_BALANCER_ARN": {"Ref": demo.logical_id(NLB, "LoadBalancer")},
+            "LOAD_BALANCER_SECURITY_GROUP": {"Fn::GetAtt": [lb_group, "GroupId"]},
+            "TARGET_SECURITY_GROUP": {"Fn::GetAtt": [target_group, "GroupId"]},
+            "VPC_ID": {"Ref": demo.logical_id("AWS::EC2::VPC", "NetworkVpc")},
         }
 
 

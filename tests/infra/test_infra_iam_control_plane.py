@@ -188,6 +188,12 @@ def test_only_calls_without_resource_level_permissions_are_allowed_on_every_reso
         "autoscaling:DescribeAutoScalingGroups",
         "autoscaling:DescribeAutoScalingInstances",  # the running fallback's warm-pool check
         "ssm:GetCommandInvocation",
+        # the listeners flow reads the load balancer and its groups (none of these takes a resource)
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:DescribeTags",
+        "ec2:DescribeSecurityGroups",
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
     }

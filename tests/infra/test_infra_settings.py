@@ -44,8 +44,10 @@ def test_command_line_strings_are_parsed_like_json_values():
             "workerMaxSize": "20",
             "vpcId": "vpc-0a1b2c3d4e5f60718",
             "subnetIds": "subnet-0aaaaaaaaaaaaaaa1, subnet-0bbbbbbbbbbbbbbb2",
+            "loadBalancerSubnetIds": "subnet-0ddddddddddddddd4",
             "rebalanceDrainWorkers": "False",
             "containerLogs": "false",
+            "loadBalancerDeregistrationSeconds": "45",
         }
     )
     # When read from the construct tree
@@ -58,6 +60,8 @@ def test_command_line_strings_are_parsed_like_json_values():
     assert settings.subnet_ids == ("subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2")
     assert settings.rebalance_drain_workers is False
     assert settings.container_logs is False
+    assert settings.load_balancer_subnet_ids == ("subnet-0ddddddddddddddd4",)
+    assert settings.load_balancer_deregistration_seconds == 45
 
 
 @pytest.mark.parametrize(
