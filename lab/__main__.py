@@ -97,6 +97,9 @@ def run_one(cfg: LabConfig, name: str, scale: float) -> Report:
         print(timeline(lab))
         print("\n--- docker node ls (leader)")
         print(node_ls(lab).rstrip())
+        if report.notes:
+            print("\n--- notes")
+            print("\n\n".join(report.notes))
         print("\n--- control plane")
         print(diagnostics(lab))
         lab.dump(cfg.log_dir / name)

@@ -31,7 +31,7 @@ LAB_AMI = "ami-0123456789abcdef0"
 
 _SYNTHETIC = {
     "AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::InstanceProfile",
-    "AWS::Logs::LogGroup", "AWS::Lambda::Permission", "AWS::CDK::Metadata", "AWS::EC2::InternetGateway",
+    "AWS::Lambda::Permission", "AWS::CDK::Metadata", "AWS::EC2::InternetGateway",
     "AWS::EC2::VPCGatewayAttachment", "AWS::EC2::RouteTable", "AWS::EC2::Route",
     "AWS::EC2::SubnetRouteTableAssociation", "AWS::EC2::EIP", "AWS::EC2::NatGateway",
     "AWS::EC2::VPCEndpoint", "AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress",
@@ -381,6 +381,13 @@ class Provisioner(ProvisionWiring):
             "DomainName": f"{name}.s3.amazonaws.com",
             "RegionalDomainName": f"{name}.s3.{self.region.name}.amazonaws.com",
         }
+
+    def _create_AWS__Logs__LogGroup(self, res: Any) -> tuple[str, dict]:
+        # Created so that what the stack writes to CloudWatch Logs (the operators' timeline) is there.
+        p = self._props(res)
+        name = p.get("LogGroupName") or self.t.generated_name(res.logical_id)
+        self.client("logs").create_log_group(logGroupName=name)
+        return name, {"Arn": f"arn:aws:logs:{self.region.name}:{self.region.account}:log-group:{name}:*"}
 
     def _create_AWS__Events__EventBus(self, res: Any) -> tuple[str, dict]:
         p = self._props(res)

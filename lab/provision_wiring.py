@@ -117,10 +117,13 @@ class ProvisionWiring:
             name = self.phys[res.logical_id]
             bus = str(p.get("EventBusName") or "default").rsplit("/", 1)[-1]
             targets = []
+            log_targets = []
             for target in p.get("Targets") or []:
                 fn = self._function_for(str(target.get("Arn")))
                 if fn:
                     targets.append(fn)
+                elif ":log-group:" in str(target.get("Arn")):
+                    log_targets.append({"Id": str(target.get("Id", "logs")), "Arn": str(target["Arn"])})
                 else:
                     self.out.warnings.append(
                         f"rule {name}: target {target.get('Arn')} is not a stack function"
@@ -136,6 +139,10 @@ class ProvisionWiring:
             if p.get("ScheduleExpression"):
                 kw["ScheduleExpression"] = p["ScheduleExpression"]
             self.client("events").put_rule(**kw)
+            if log_targets:
+                # moto's EventBridge writes each event the rule matches to the log group, as AWS does.
+                bus_kw = {"EventBusName": bus} if bus != "default" else {}
+                self.client("events").put_targets(Rule=name, Targets=log_targets, **bus_kw)
             self.out.rules.append(
                 RuleSpec(
                     name=name,

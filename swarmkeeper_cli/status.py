@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from swarmkeeper.domain.labels import ON_DEMAND, SPOT, node_labels
+from swarmkeeper.domain.models import InstanceFacts
 from swarmkeeper.domain.quorum import RaftCounts
 from swarmkeeper.domain.swarm import NodeState, SwarmNode
 from swarmkeeper_cli.context import Context
@@ -151,7 +153,7 @@ def node_row(member: Member, snap: Snapshot) -> dict[str, Any]:
         "instanceId": member.instance_id,
         "availabilityZone": member.availability_zone,
         "instanceType": member.instance_type,
-        "lifecycle": "spot" if member.spot else "on-demand",
+        "lifecycle": SPOT if member.spot else ON_DEMAND,
         "role": str(member.role),
         "state": node_state(member, snap),
         "autoScaling": member.lifecycle_state,
@@ -178,15 +180,17 @@ def node_state(member: Member, snap: Snapshot) -> str:
 
 
 def labels(member: Member) -> dict[str, str]:
-    """The labels verify-node put on the node at its join, from the instance as EC2 describes it."""
-    if not member.node_id:
-        return {}
-    return {
-        "swarmkeeper.az": member.availability_zone,
-        "swarmkeeper.instance-type": member.instance_type,
-        "swarmkeeper.lifecycle": "spot" if member.spot else "on-demand",
-        "swarmkeeper.role": str(member.role),
-    }
+    """The labels verify-node put on the node at its join (``domain.labels``), from the instance as
+    EC2 describes it; none before the node joined."""
+    facts = InstanceFacts(
+        member.instance_id,
+        member.ec2_state,
+        availability_zone=member.availability_zone or None,
+        instance_type=member.instance_type or None,
+        spot=member.spot,
+    )
+    found = node_labels(facts, member.role) if member.node_id else None
+    return found.labels() if found else {}
 
 
 def _cells(row: dict[str, Any]) -> list[str]:

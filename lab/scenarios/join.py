@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from lab.cluster import Lab, settle
+from lab.scenarios.operator import operator_view
 from lab.scenarios.report import Report
 from lab.scenarios.swarm import SERVICE_IMAGE, form_swarm, free_ip, json_lines, wait_swarm
 
@@ -120,6 +121,7 @@ def bootstrap(lab: Lab, r: Report, scale: float) -> None:
         return
     check_labels(lab, r, view)
     _service(lab, r, view)
+    operator_view(lab, r, managers=3, workers=3, scale=scale)
 
 
 def burst(lab: Lab, r: Report, scale: float) -> None:

@@ -134,6 +134,35 @@ def build(cluster: str = "demo", managers: int = 3, workers: int = 3) -> dict[st
         },
     }
     res["Bus"] = {"Type": "AWS::Events::EventBus", "Properties": {"Name": f"swarmkeeper-{c}"}}
+    res["Timeline"] = {
+        "Type": "AWS::Logs::LogGroup",
+        "Properties": {"LogGroupName": f"/aws/events/swarmkeeper-{c}"},
+    }
+    res["TimelineRule"] = {
+        "Type": "AWS::Events::Rule",
+        "Properties": {
+            "Name": f"swarmkeeper-{c}-timeline",
+            "EventBusName": {"Ref": "Bus"},
+            "EventPattern": {"source": ["swarmkeeper"]},
+            "Targets": [
+                {
+                    "Id": "Target0",
+                    "Arn": {
+                        "Fn::Join": [
+                            "",
+                            [
+                                "arn:aws:logs:",
+                                {"Ref": "AWS::Region"},
+                                ":",
+                                {"Ref": "AWS::AccountId"},
+                                f":log-group:/aws/events/swarmkeeper-{c}",
+                            ],
+                        ]
+                    },
+                }
+            ],
+        },
+    }
     res["Output"] = {"Type": "AWS::S3::Bucket", "Properties": {}}
     res["Stacks"] = {
         "Type": "AWS::S3::Bucket",

@@ -127,6 +127,22 @@ def test_provision_creates_what_the_handlers_need(tmp_path: Path):
             "swarmkeeper-demo-workers",
         ]
         assert [s.function for s in out.queue_sources] == ["swarmkeeper-demo-steps"]
+        # The bus's timeline rule writes each event to its log group, as on AWS (what `swarmkeeper
+        # events` reads)
+        region.client("events").put_events(
+            Entries=[
+                {
+                    "Source": "swarmkeeper",
+                    "DetailType": "Node Joined",
+                    "Detail": json.dumps({"instanceId": "i-0123456789abcdef0"}),
+                    "EventBusName": "swarmkeeper-demo",
+                }
+            ]
+        )
+        logged = region.client("logs").filter_log_events(logGroupName="/aws/events/swarmkeeper-demo")[
+            "events"
+        ]
+        assert [json.loads(e["message"])["detail-type"] for e in logged] == ["Node Joined"]
         # The lab's subnet is the bridge's: moto's private IPs are the namespaces' IPs
         subnets = region.client("ec2").describe_subnets()["Subnets"]
         assert any(s["CidrBlock"] == "10.97.0.0/24" for s in subnets)

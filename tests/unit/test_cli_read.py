@@ -66,6 +66,19 @@ def test_status_of_a_cluster_with_a_manager_down_is_degraded(world, cluster):
     assert "2 ready, 1 down of 3" in result.out and "margin 0" in result.out
 
 
+def test_status_with_a_manager_unreachable_is_degraded(world, cluster):
+    # Given a pass that saw a manager ready as a node but unreachable in raft: no node down
+    managers, _, nodes = cluster
+    world.reconcile_pass(overrides={nodes[managers[2]]: ("ready", "unreachable")})
+
+    # When / Then: one more loss loses quorum
+    result = cli("status", clock=world.clock)
+    assert result.code == Exit.DEGRADED
+    assert (
+        "3 ready, 0 down of 3" in result.out and "2 of 3 managers reachable, 2 needed: margin 0" in result.out
+    )
+
+
 def test_status_with_a_worker_down_is_degraded(world, cluster):
     # Given a pass that saw the worker down
     _, workers, nodes = cluster
@@ -208,6 +221,16 @@ def test_events_filtered_by_instance_type_node_and_correlation(world, timeline, 
     assert {e["detail"]["instanceId"] for e in by_correlation} == {worker}
 
 
+def test_events_of_an_instance_are_about_it_not_only_naming_it(world, timeline):
+    # Given an event about one instance and another whose reason names it
+    publish("Node Joined", instanceId="i-00000001")
+    publish("Node Removed", instanceId="i-00000002", reason="replaced i-00000001's neighbour")
+
+    # When / Then
+    lines = cli("events", "--instance", "i-00000001", clock=time.time).lines
+    assert len(lines) == 1 and "Node Joined" in lines[0]
+
+
 def test_events_since_and_limit(world, timeline):
     # Given three events on the timeline
     for n in range(3):
@@ -289,7 +312,7 @@ def test_no_region(world, monkeypatch):
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     result = cli("status")
-    assert result.code == Exit.AWS and "no AWS region" in result.err
+    assert result.code == Exit.AWS and "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)" in result.err
 
 
 def test_no_credentials(world, monkeypatch):
