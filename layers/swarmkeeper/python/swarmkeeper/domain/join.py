@@ -49,8 +49,10 @@ from swarmkeeper.domain.kernel import (
     TERMINAL_SUCCESS,
     BusEvent,
     Decision,
+    DetailType,
     Outcome,
     Publish,
+    detail_type,
     ignore,
 )
 from swarmkeeper.domain.models import (
@@ -65,10 +67,10 @@ from swarmkeeper.domain.models import (
     Stage,
 )
 
-SWARM_INITIALIZED = "Swarm Initialized"
-NODE_JOIN_STARTED = "Node Join Started"
-NODE_JOINED = "Node Joined"
-NODE_JOIN_FAILED = "Node Join Failed"
+SWARM_INITIALIZED = detail_type("Swarm Initialized")
+NODE_JOIN_STARTED = detail_type("Node Join Started")
+NODE_JOINED = detail_type("Node Joined")
+NODE_JOIN_FAILED = detail_type("Node Join Failed")
 
 
 def _ignore(reason: str) -> JoinDecision:
@@ -503,9 +505,9 @@ def _closing(op: JoinOp, now: float, policy: JoinPolicy) -> JoinOp:
     return replace(op, waiting_for="", expires_at=now + policy.closed_op_seconds)
 
 
-def _event(policy: JoinPolicy, op: JoinOp, detail_type: str, reason: str, node_id: str = "") -> BusEvent:
+def _event(policy: JoinPolicy, op: JoinOp, kind: DetailType, reason: str, node_id: str = "") -> BusEvent:
     return BusEvent(
-        detail_type=detail_type,
+        detail_type=kind,
         cluster=policy.identity.name,
         instance_id=op.instance_id,
         node_id=node_id or op.node_id,

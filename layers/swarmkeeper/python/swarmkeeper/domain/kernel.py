@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Generic, NewType, TypeVar
 
 ActionT = TypeVar("ActionT", covariant=True)
 
@@ -92,11 +92,21 @@ def ignore(reason: str, actions: tuple[ActionT, ...] = ()) -> Decision[ActionT]:
     return Decision(Outcome.IGNORE, reason, actions)
 
 
+DetailType = NewType("DetailType", str)
+
+
+def detail_type(name: str) -> DetailType:
+    """Declare ``name`` a detail-type of the operators' bus, the one way to make a ``DetailType``. Each
+    has its JSON schema in ``schemas/``: a unit test finds every ``detail_type("...")`` in the layer and
+    fails on one without a schema (or a schema of none)."""
+    return DetailType(name)
+
+
 @dataclass(frozen=True)
 class BusEvent:
     """One event on the operators' bus (README: events swarmkeeper publishes). Never a token."""
 
-    detail_type: str
+    detail_type: DetailType
     cluster: str
     instance_id: str
     node_id: str

@@ -37,8 +37,10 @@ from swarmkeeper.domain.kernel import (
     TERMINAL_SUCCESS,
     BusEvent,
     Decision,
+    DetailType,
     Outcome,
     Publish,
+    detail_type,
     ignore,
 )
 from swarmkeeper.domain.leave_types import (
@@ -78,12 +80,12 @@ DRAIN = "drain-node"
 LEAVE = "leave-swarm"
 REMOVE = "remove-node"
 
-NODE_DRAINING = "Node Draining"
-NODE_REMOVED = "Node Removed"
-DEAD_NODE_REMOVED = "Dead Node Removed"
-MANAGER_DEMOTED = "Manager Demoted"
-QUORUM_AT_RISK = "Quorum At Risk"
-NODE_JOIN_CANCELLED = "Node Join Cancelled"  # the end of a join that a leave overtook
+NODE_DRAINING = detail_type("Node Draining")
+NODE_REMOVED = detail_type("Node Removed")
+DEAD_NODE_REMOVED = detail_type("Dead Node Removed")
+MANAGER_DEMOTED = detail_type("Manager Demoted")
+QUORUM_AT_RISK = detail_type("Quorum At Risk")
+NODE_JOIN_CANCELLED = detail_type("Node Join Cancelled")  # the end of a join that a leave overtook
 
 _STAGE_OF = {DRAIN: LeaveStage.DRAINING, LEAVE: LeaveStage.LEAVING, REMOVE: LeaveStage.REMOVING}
 
@@ -561,9 +563,9 @@ def _ignore(reason: str) -> LeaveDecision:
     return ignore(reason)
 
 
-def _event(p: LeavePolicy, op: LeaveOp, detail_type: str, reason: str) -> BusEvent:
+def _event(p: LeavePolicy, op: LeaveOp, kind: DetailType, reason: str) -> BusEvent:
     return BusEvent(
-        detail_type=detail_type,
+        detail_type=kind,
         cluster=p.identity.name,
         instance_id=op.instance_id,
         node_id=op.node_id,

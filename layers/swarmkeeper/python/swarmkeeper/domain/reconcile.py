@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from swarmkeeper.domain.kernel import DetailType, detail_type
 from swarmkeeper.domain.models import OpKind, Role
 from swarmkeeper.domain.quorum import ManagerChangeGate, RaftCounts, choose_command_manager, removal_order
 from swarmkeeper.domain.swarm import NodeState, SwarmNode
@@ -133,9 +134,11 @@ class Deferred:
     reason: str
 
 
-class AlertType(StrEnum):
-    QUORUM_AT_RISK = "Quorum At Risk"
-    QUORUM_LOST = "Quorum Lost"
+class AlertType:
+    """The detail-types of a reconcile pass's alerts."""
+
+    QUORUM_AT_RISK = detail_type("Quorum At Risk")
+    QUORUM_LOST = detail_type("Quorum Lost")
 
 
 QUORUM_AT_RISK_RUNBOOK = (
@@ -159,7 +162,7 @@ QUORUM_LOST_RUNBOOK = (
 
 @dataclass(frozen=True)
 class Alert:
-    detail_type: AlertType
+    detail_type: DetailType
     reason: str
     runbook: str
     managers: int

@@ -24,7 +24,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from swarmkeeper.domain import outputs
-from swarmkeeper.domain.kernel import TERMINAL_SUCCESS, BusEvent, Decision, Outcome, Publish, ignore
+from swarmkeeper.domain.kernel import (
+    TERMINAL_SUCCESS,
+    BusEvent,
+    Decision,
+    DetailType,
+    Outcome,
+    Publish,
+    detail_type,
+    ignore,
+)
 from swarmkeeper.domain.leave import DEAD_NODE_REMOVED, MANAGER_DEMOTED
 from swarmkeeper.domain.leave_types import LeaveStepDue, ScheduleLeaveStep
 from swarmkeeper.domain.manager_removal import FRESH_VIEW
@@ -54,7 +63,7 @@ from swarmkeeper.domain.swarm import SwarmNode
 from swarmkeeper.domain.view import ClusterView
 
 DESCRIBE = "describe-swarm"
-ALARM_RAISED = "Alarm Raised"
+ALARM_RAISED = detail_type("Alarm Raised")
 # The stack's alarms (infra.names.ALARMS), named swarmkeeper-<cluster>-<what>: matched whole, so
 # another cluster's (swarmkeeper-<cluster>-2-...) or anyone's alarm with a similar name starts nothing.
 STACK_ALARMS = ("nodes-down", "quorum-at-risk", "dlq-depth", "function-errors")
@@ -309,9 +318,7 @@ def _on_describe_finished(
         if view.taken_at >= leave.view_wanted_at
     )
     alerts = tuple(
-        Publish(
-            _event(policy, str(a.detail_type), f"{a.reason}. Runbook: {a.runbook}", pending.correlation_id)
-        )
+        Publish(_event(policy, a.detail_type, f"{a.reason}. Runbook: {a.runbook}", pending.correlation_id))
         for a in plan.alerts
     )
     carried, done = _carry_out(plan, view, s.instance_id, policy)
@@ -442,14 +449,14 @@ def cluster_view(
 
 def _event(
     policy: ReconcilePolicy,
-    detail_type: str,
+    kind: DetailType,
     reason: str,
     correlation_id: str,
     instance_id: str = "",
     node_id: str = "",
     role: str = "",
 ) -> BusEvent:
-    return BusEvent(detail_type, policy.identity.name, instance_id, node_id, role, reason, correlation_id)
+    return BusEvent(kind, policy.identity.name, instance_id, node_id, role, reason, correlation_id)
 
 
 def _after(after: str, reason: str) -> str:

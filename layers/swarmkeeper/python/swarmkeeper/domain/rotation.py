@@ -17,12 +17,13 @@ from swarmkeeper.domain.kernel import (
     Decision,
     Outcome,
     Publish,
+    detail_type,
     ignore,
 )
 from swarmkeeper.domain.models import RotationOp
 
 ROTATE = "rotate-tokens"
-JOIN_TOKENS_ROTATED = "Join Tokens Rotated"
+JOIN_TOKENS_ROTATED = detail_type("Join Tokens Rotated")
 ROLES = frozenset({"worker", "manager"})
 
 

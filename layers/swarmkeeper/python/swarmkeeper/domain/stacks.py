@@ -22,17 +22,19 @@ from swarmkeeper.domain.kernel import (
     TERMINAL_SUCCESS,
     BusEvent,
     Decision,
+    DetailType,
     Outcome,
     Publish,
+    detail_type,
     ignore,
 )
 
 DEPLOY = "deploy-stack"
 REMOVE = "remove-stack"
-STACK_DEPLOYED = "Stack Deployed"
-STACK_DEPLOY_FAILED = "Stack Deploy Failed"
-STACK_REMOVED = "Stack Removed"
-STACK_REMOVE_FAILED = "Stack Remove Failed"
+STACK_DEPLOYED = detail_type("Stack Deployed")
+STACK_DEPLOY_FAILED = detail_type("Stack Deploy Failed")
+STACK_REMOVED = detail_type("Stack Removed")
+STACK_REMOVE_FAILED = detail_type("Stack Remove Failed")
 
 PREFIX = "stacks/"
 SUFFIX = ".yml"
@@ -344,7 +346,7 @@ def _same_wanted(record: StackRecord) -> bool:
 
 def _deploy_finished(
     record: StackRecord, status: str, result: CommandResult
-) -> tuple[StackRecord, Outcome, str, str]:
+) -> tuple[StackRecord, Outcome, DetailType, str]:
     version = record.command_version
     detail = f": {result.detail}" if result.detail else ""
     if status == TERMINAL_SUCCESS:
@@ -363,7 +365,7 @@ def _deploy_finished(
 
 def _remove_finished(
     record: StackRecord, status: str, result: CommandResult
-) -> tuple[StackRecord, Outcome, str, str]:
+) -> tuple[StackRecord, Outcome, DetailType, str]:
     if status == TERMINAL_SUCCESS:
         attempts = 0 if record.removed else record.attempts
         done = replace(record, deployed="", gone=True, reason="", attempts=attempts)
@@ -410,7 +412,7 @@ def _on_pass(s: StacksPassRequested, facts: StackFacts, now: float, policy: Stac
 
 def _event(
     policy: StackPolicy,
-    kind: str,
+    kind: DetailType,
     key: str,
     version: str,
     instance_id: str,
