@@ -219,7 +219,10 @@ def test_lifecycle_completion_and_nothing_to_complete(aws):
 def test_bus_publishes_and_reports_failed_entries(aws):
     aws.events.create_event_bus(Name="swarmkeeper-demo")
     bus = EventBus(aws.events, "swarmkeeper-demo")
-    event = BusEvent("Node Joined", "demo", "i-1", "n1", "worker", "ok SWMTKN-1-abc", "evt")
+    node_id = "n" * 25
+    event = BusEvent(
+        "Node Joined", "demo", "i-0123456789abcdef0", node_id, "worker", "ok SWMTKN-1-abc", "evt"
+    )
     bus.publish(event)  # moto accepts it
     with Stubber(aws.events) as stub:
         stub.add_response(

@@ -154,6 +154,25 @@ def test_a_deleted_file_removes_its_stack(world, manager):
     assert records(world)["stack#app"]["gone"] is True
 
 
+def test_a_removal_that_fails_is_stack_remove_failed_and_left_to_the_reconcile_pass(world, manager):
+    # Given app deployed, then its file deleted
+    world.invoke("stack_object", object_event(version="v1"))
+    world.finish(world.sent("deploy-stack")[0], stdout="stack=app version=v1\n")
+    world.invoke("stack_object", object_event(version="dm1", deletion="Delete Marker Created"))
+
+    # When remove-stack fails on the manager
+    (sent,) = world.sent("remove-stack")
+    world.finish(sent, status="Failed", stderr="remove-stack: the swarm did not answer\n")
+
+    # Then Stack Remove Failed says so, and the stack is not taken for gone (one try counted)
+    (event,) = world.published("Stack Remove Failed")
+    assert (event["stack"], event["versionId"]) == ("app", "dm1")
+    assert event["reason"].startswith("remove-stack Failed")
+    assert world.published("Stack Removed") == []
+    record = records(world)["stack#app"]
+    assert record["gone"] is False and record["attempts"] == 1
+
+
 def test_a_version_deleted_for_good_redeploys_the_version_now_current(world, manager):
     # Given two versions in the bucket, the newer deployed
     older = world.s3.put_object(Bucket=BUCKET, Key="stacks/app.yml", Body=b"a")["VersionId"]
