@@ -150,3 +150,7 @@ class Names:
     @property
     def dashboard(self) -> str:
         return self.prefix
+
+    @property
+    def schema_registry(self) -> str:
+        return self.prefix

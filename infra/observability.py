@@ -1,17 +1,22 @@
-"""What operators watch: the swarmkeeper event bus (archived, logged) and the stack's alarms."""
+"""What operators watch: the swarmkeeper event bus (archived, logged), the schemas of its events and the
+stack's alarms."""
 
 from __future__ import annotations
+
+import json
 
 import jsii
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
+from aws_cdk import aws_eventschemas as eventschemas
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra import event_schemas
 from infra.names import EVENT_SOURCE, METRICS_NAMESPACE, Names
 from infra.settings import ClusterSettings
 
@@ -50,6 +55,33 @@ class OperatorsBus(Construct):
             event_pattern=own_events,
         )
         self.rule.add_target(LogGroupTarget(self.log_group, log_group_name))
+
+
+class EventSchemaRegistry(Construct):
+    """Registry `swarmkeeper-C`: the schema of each detail-type the bus carries (schemas/*.json, as
+    they are in the repo), so that consumers can browse them and generate code bindings."""
+
+    def __init__(self, scope: Construct, id: str, *, settings: ClusterSettings, names: Names) -> None:
+        super().__init__(scope, id)
+        self.registry = eventschemas.CfnRegistry(
+            self,
+            "Registry",
+            registry_name=names.schema_registry,
+            description=f"swarmkeeper {settings.cluster_name}: the events on bus {names.event_bus}",
+        )
+        self.schemas: dict[str, eventschemas.CfnSchema] = {}
+        for schema in event_schemas.load().values():
+            resource = eventschemas.CfnSchema(
+                self,
+                schema.name.replace("@", "-"),
+                registry_name=names.schema_registry,
+                schema_name=schema.name,
+                type=event_schemas.SCHEMA_TYPE,
+                content=json.dumps(schema.content, separators=(",", ":")),
+                description=schema.description,
+            )
+            resource.node.add_dependency(self.registry)
+            self.schemas[schema.detail_type] = resource
 
 
 @jsii.implements(events.IRuleTarget)

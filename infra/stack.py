@@ -12,7 +12,7 @@ from infra.load_balancer import LoadBalancer
 from infra.nag import acknowledge
 from infra.names import Names
 from infra.network import Network
-from infra.observability import Alarms, OperatorsBus
+from infra.observability import Alarms, EventSchemaRegistry, OperatorsBus
 from infra.settings import ClusterSettings
 from infra.ssm_documents import Documents
 from infra.stacks import StacksBucket
@@ -41,6 +41,7 @@ class SwarmkeeperStack(Stack):
         self.documents = Documents(self, "Documents", names=names)
         self.stacks = StacksBucket(self, "Stacks", settings=settings, names=names)
         self.operators = OperatorsBus(self, "Operators", settings=settings, names=names)
+        self.event_schemas = EventSchemaRegistry(self, "EventSchemas", settings=settings, names=names)
         self.control_plane = ControlPlane(
             self,
             "ControlPlane",
