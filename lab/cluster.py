@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.event_schemas import delivered
 from lab import patches, s3_events
 from lab.agent import AgentKnobs, SsmAgents
 from lab.alarms import AlarmKnobs, Alarms, Datum
@@ -196,17 +197,13 @@ class Lab:
                 if "EventId" not in entry or lab.router is None:
                     continue
                 bus = str(event.get("EventBusName") or "default").rsplit("/", 1)[-1]
-                envelope = {
-                    "version": "0",
-                    "id": entry["EventId"],
-                    "detail-type": event["DetailType"],
-                    "source": event["Source"],
-                    "account": backend.account_id,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "region": backend.region_name,
-                    "resources": event.get("Resources", []),
-                    "detail": json.loads(event["Detail"]),
-                }
+                envelope = delivered(
+                    event,
+                    event_id=entry["EventId"],
+                    account=backend.account_id,
+                    region=backend.region_name,
+                    time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                )
                 lab.router.put(envelope, bus)
             return entries
 

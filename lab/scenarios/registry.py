@@ -1,7 +1,8 @@
 """Every scenario by the name ``python -m lab --scenario NAME`` takes, in the order ``all`` runs them.
 
 A scenario is a function ``(lab, report, scale)``: it drives the lab, records checks on the report and
-multiplies each of its waits by ``scale``. Adding one is a function in a module of this package (its
+multiplies each of its waits by ``scale``. After it, whatever it did, its report also checks every event
+on the operators' timeline against its schema. Adding one is a function in a module of this package (its
 helpers from ``lab.scenarios.swarm`` and ``lab.scenarios.watcher``), its import and an entry here.
 """
 
@@ -16,7 +17,7 @@ from lab.scenarios.join import bootstrap, burst, rotate
 from lab.scenarios.leave import alarm, crash, manager_rollover, scale_in, spot
 from lab.scenarios.overlap import terminate_joining
 from lab.scenarios.replacement import managers_replaced
-from lab.scenarios.report import NotImplementedScenario, Report
+from lab.scenarios.report import NotImplementedScenario, Report, check_timeline_schemas
 
 log = logging.getLogger("lab.scenarios")
 
@@ -46,5 +47,6 @@ def run(lab: Lab, name: str, scale: float = 1.0) -> Report:
     except Exception as e:
         log.exception("scenario %s", name)
         r.error = f"{type(e).__name__}: {e}"
+    check_timeline_schemas(lab, r)
     r.seconds = time.monotonic() - started
     return r

@@ -6,9 +6,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra import event_schemas
 from lab.cluster import Lab
 
 log = logging.getLogger("lab.scenarios")
+SCHEMA_CHECK = "every event on the operators' timeline matches its schema"
 
 
 class NotImplementedScenario(Exception):
@@ -57,6 +59,17 @@ def timeline(lab: Lab) -> str:
         reason = f" — {d['reason']}" if d.get("reason") else ""
         lines.append(f"  +{at - lab.started:7.1f}s  {e.get('detail-type', '?'):<22} {who}{reason}")
     return "\n".join(lines) if lines else "  (no swarmkeeper events on the operators' bus)"
+
+
+def check_timeline_schemas(lab: Lab, report: Report) -> None:
+    """Every event on the operators' timeline matches the schema of its detail-type (schemas/)."""
+    schemas = event_schemas.load()
+    problems = [
+        f"+{at - lab.started:.1f}s {problem}"
+        for at, event in lab.operator_events()
+        for problem in event_schemas.violations(event, schemas)
+    ]
+    report.check(SCHEMA_CHECK, not problems, "; ".join(problems[:5]))
 
 
 def diagnostics(lab: Lab) -> str:

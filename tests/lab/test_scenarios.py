@@ -13,6 +13,7 @@ import pytest
 from lab.cluster import Lab, LabConfig
 from lab.events import Knobs
 from lab.scenarios import diagnostics, run, timeline
+from lab.scenarios.report import SCHEMA_CHECK
 from tests.lab.conftest import LAB_BRIDGE, LAB_PREFIX, LAB_SUBNET
 
 TIMEOUT_SCALE = 0.5
@@ -48,6 +49,8 @@ def test_scenario(scenario: str, lab_template: Path, tmp_path: Path) -> None:
         summary = f"{timeline(lab)}\n{diagnostics(lab)}"
     failed = [f"{c.name}: {c.detail[:300]}" for c in report.checks if not c.ok]
     assert report.ok, f"{scenario}: {report.error or ''} {failed}\n{summary}"
+    # and every event of its timeline matched the schema of its detail-type (schemas/)
+    assert [c.ok for c in report.checks if c.name == SCHEMA_CHECK] == [True]
     # and nothing the lab recorded (function logs, commands with their parameters and output, AWS and
     # operators' events) holds a join token
     leaks = [str(f) for f in tmp_path.rglob("*") if f.is_file() and b"SWMTKN-" in f.read_bytes()]
