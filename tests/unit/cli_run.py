@@ -71,7 +71,15 @@ def add_timeline() -> None:
 
 def publish(detail_type: str, **detail: str) -> None:
     """An event on the bus as the control plane puts it."""
-    entry = {"cluster": CLUSTER, "reason": "", "correlationId": "", **detail}
+    entry = {
+        "cluster": CLUSTER,
+        "instanceId": "i-0123456789abcdef0",
+        "nodeId": "q0a7bxlc3kq0ghnk8k7j1m2zs",
+        "role": "worker",
+        "reason": "published by a test",
+        "correlationId": "0e1c6f4a-1a47-4d8b-9a3d-5c5f1f8e2b7d",
+        **detail,
+    }  # every field the control plane puts in a detail (schemas/)
     boto3.client("events", region_name=REGION).put_events(
         Entries=[
             {
