@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from swarmkeeper.domain.errors import MalformedEvent
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.join_types import AgentRegistered, JoinRequested, JoinStepDue
 from swarmkeeper.domain.leave_types import VIA_LIFECYCLE, VIA_REBALANCE, VIA_SPOT, VIA_STATE, LeaveRequested
 from swarmkeeper.domain.leave_types import (
@@ -65,7 +65,7 @@ _STEP_KINDS: dict[str, type[JoinStepDue] | type[LeaveStepDue]] = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class LifecycleAction:
     transition: str  # autoscaling:EC2_INSTANCE_LAUNCHING | autoscaling:EC2_INSTANCE_TERMINATING
     instance_id: str
@@ -103,7 +103,7 @@ class LifecycleAction:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class InstanceStateChange:
     instance_id: str
     state: str
@@ -116,7 +116,7 @@ class InstanceStateChange:
         return LeaveRequested(self.instance_id, VIA_STATE, self.correlation_id)
 
 
-@dataclass(frozen=True)
+@frozen
 class AgentReady:
     """The agent-ready association ran on an instance: its SSM agent registered."""
 
@@ -128,7 +128,7 @@ class AgentReady:
         return AgentRegistered(self.instance_id, self.correlation_id)
 
 
-@dataclass(frozen=True)
+@frozen
 class CommandStatusChange:
     command_id: str
     document_name: str
@@ -137,7 +137,7 @@ class CommandStatusChange:
     correlation_id: str
 
 
-@dataclass(frozen=True)
+@frozen
 class InstanceNotice:
     """Spot interruption warning or rebalance recommendation."""
 
@@ -151,7 +151,7 @@ class InstanceNotice:
         return LeaveRequested(self.instance_id, via, self.correlation_id)
 
 
-@dataclass(frozen=True)
+@frozen
 class AlarmChange:
     alarm_name: str
     state: str

@@ -25,6 +25,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from swarmkeeper.domain.frozen import field_names
 from swarmkeeper.domain.models import (
     InitLock,
     JoinOp,
@@ -356,13 +357,13 @@ class StateTable:
         if not item:
             return None
         item.pop("pk")
-        return RotationOp(**{k: item.get(k, "") for k in RotationOp.__dataclass_fields__})
+        return RotationOp(**{k: item.get(k, "") for k in field_names(RotationOp)})
 
     def end_rotation(self, command_id: str) -> bool:
         return self._delete(ROTATION_PK, "command_id = :c", {":c": command_id})
 
 
-_OP_FIELDS = tuple(JoinOp.__dataclass_fields__)
+_OP_FIELDS = field_names(JoinOp)
 
 
 def _op_to_item(op: JoinOp) -> dict[str, Any]:
@@ -383,7 +384,7 @@ def _op_from_item(item: dict[str, Any]) -> JoinOp:
     return JoinOp(**values)
 
 
-_LEAVE_FIELDS = tuple(LeaveOp.__dataclass_fields__)
+_LEAVE_FIELDS = field_names(LeaveOp)
 
 
 def _leave_to_item(op: LeaveOp) -> dict[str, Any]:

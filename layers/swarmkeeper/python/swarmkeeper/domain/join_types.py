@@ -3,8 +3,7 @@ that move it and the actions a decision returns. ``domain.join`` decides in them
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.kernel import Decision, Publish
 from swarmkeeper.domain.models import ClusterIdentity, JoinOp, LifecycleResult, Mode, Role
 from swarmkeeper.domain.outputs import BootstrapResult, VerifyResult
@@ -12,7 +11,7 @@ from swarmkeeper.domain.outputs import BootstrapResult, VerifyResult
 # ---------------------------------------------------------------------------------------- policy
 
 
-@dataclass(frozen=True)
+@frozen
 class JoinPolicy:
     identity: ClusterIdentity
     agent_wait_seconds: int
@@ -53,7 +52,7 @@ class JoinPolicy:
 # ------------------------------------------------------------------------------------- stimuli
 
 
-@dataclass(frozen=True)
+@frozen
 class JoinRequested:
     """A launch lifecycle action, or (fallback) the instance's `running` state change."""
 
@@ -66,7 +65,7 @@ class JoinRequested:
     destination: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class JoinStepDue:
     """A delayed re-delivery from the step queue (or the flow re-deciding with fresh facts)."""
 
@@ -75,7 +74,7 @@ class JoinStepDue:
     correlation_id: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class AgentRegistered:
     """The instance's SSM agent registered: the agent-ready association ran on it."""
 
@@ -83,7 +82,7 @@ class AgentRegistered:
     correlation_id: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class AgentNotReady:
     """SendCommand said InvalidInstanceId: the instance's SSM agent has not registered yet."""
 
@@ -91,7 +90,7 @@ class AgentNotReady:
     version: int
 
 
-@dataclass(frozen=True)
+@frozen
 class JoinCommandFinished:
     """A terminal status of a bootstrap-node or verify-node command of this join."""
 
@@ -111,48 +110,48 @@ JoinStimulus = JoinRequested | JoinStepDue | AgentRegistered | AgentNotReady | J
 # ------------------------------------------------------------------------------------- actions
 
 
-@dataclass(frozen=True)
+@frozen
 class CreateJoin:
     op: JoinOp  # conditional put: if an op exists already, the flow stops (a duplicate lost the race)
     replacing: int | None = None  # or over the closed op of the instance's earlier life, at this version
 
 
-@dataclass(frozen=True)
+@frozen
 class SaveJoin:
     op: JoinOp  # conditional on the stored version being op.version - 1
 
 
-@dataclass(frozen=True)
+@frozen
 class AcquireInitLock:
     holder: str
     expires_at: float
 
 
-@dataclass(frozen=True)
+@frozen
 class ReleaseInitLock:
     holder: str
 
 
-@dataclass(frozen=True)
+@frozen
 class RunBootstrap:
     mode: Mode
     then: JoinOp  # saved with the new command id once SendCommand returns
 
 
-@dataclass(frozen=True)
+@frozen
 class RunVerify:
     target: str  # manager instance that runs verify-node
     node_id: str
     then: JoinOp
 
 
-@dataclass(frozen=True)
+@frozen
 class ScheduleJoinStep:
     step: JoinStepDue
     delay_seconds: int
 
 
-@dataclass(frozen=True)
+@frozen
 class CompleteLifecycle:
     instance_id: str
     group: str | None
@@ -160,13 +159,13 @@ class CompleteLifecycle:
     token: str = ""  # only the action of this token (else whichever launch action is pending)
 
 
-@dataclass(frozen=True)
+@frozen
 class TagNode:
     instance_id: str
     node_id: str
 
 
-@dataclass(frozen=True)
+@frozen
 class RecordNode:
     instance_id: str
     node_id: str
@@ -174,7 +173,7 @@ class RecordNode:
     verifier: str
 
 
-@dataclass(frozen=True)
+@frozen
 class WakeWaitingJoins:
     """What other joins waited for happened (the swarm exists, a manager joined): their next step
     now, not at their next backoff (see ``waits_for_the_swarm``); so for manager removals waiting

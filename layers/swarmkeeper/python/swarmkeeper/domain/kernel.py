@@ -6,9 +6,10 @@ own action union, which ``Decision`` is generic over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, NewType, TypeVar
+
+from swarmkeeper.domain.frozen import frozen
 
 ActionT = TypeVar("ActionT", covariant=True)
 
@@ -81,7 +82,7 @@ _METRIC_OF: dict[Outcome, str] = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class Decision(Generic[ActionT]):
     outcome: Outcome
     reason: str
@@ -102,7 +103,7 @@ def detail_type(name: str) -> DetailType:
     return DetailType(name)
 
 
-@dataclass(frozen=True)
+@frozen
 class BusEvent:
     """One event on the operators' bus (README: events swarmkeeper publishes). Never a token."""
 
@@ -118,7 +119,7 @@ class BusEvent:
     details: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class Publish:
     event: BusEvent
 

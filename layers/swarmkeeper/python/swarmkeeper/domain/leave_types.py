@@ -4,8 +4,9 @@ them; ``domain.manager_removal`` (which ``domain.leave`` asks) stands on the pol
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.kernel import Decision, Publish
 from swarmkeeper.domain.models import ClusterIdentity, GroupLaunches, InstanceFacts, JoinOp, LeaveOp, Role
 from swarmkeeper.domain.view import ClusterView
@@ -15,7 +16,7 @@ from swarmkeeper.domain.view import ClusterView
 VIA_LIFECYCLE, VIA_SPOT, VIA_REBALANCE, VIA_STATE = "lifecycle", "spot", "rebalance", "state"
 
 
-@dataclass(frozen=True)
+@frozen
 class LeavePolicy:
     identity: ClusterIdentity
     drain_timeout_seconds: int
@@ -57,7 +58,7 @@ class LeavePolicy:
 # ------------------------------------------------------------------------------------- stimuli
 
 
-@dataclass(frozen=True)
+@frozen
 class LeaveRequested:
     instance_id: str
     via: str  # lifecycle | spot | rebalance | state
@@ -67,14 +68,14 @@ class LeaveRequested:
     into_warm_pool: bool = False  # scale-in back into the warm pool (Destination WarmPool)
 
 
-@dataclass(frozen=True)
+@frozen
 class LeaveStepDue:
     instance_id: str
     version: int
     correlation_id: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class LeaveCommandFinished:
     instance_id: str  # the leaving instance (not the manager the command ran on)
     command_id: str
@@ -87,7 +88,7 @@ class LeaveCommandFinished:
     ran_on: str = ""  # the instance the command ran on
 
 
-@dataclass(frozen=True)
+@frozen
 class BootstrapReported:
     """The result of the bootstrap-node of the join a leave cancelled: its status event (handed over
     by ``flows.commands``), or its invocation as a step of the leave reads it."""
@@ -99,7 +100,7 @@ class BootstrapReported:
     role: Role | None = None  # the role it joined as
 
 
-@dataclass(frozen=True)
+@frozen
 class LeaveNotDelivered:
     """SendCommand said InvalidInstanceId: ``target`` is gone or its agent is not registered."""
 
@@ -112,7 +113,7 @@ class LeaveNotDelivered:
 LeaveStimulus = LeaveRequested | LeaveStepDue | LeaveCommandFinished | LeaveNotDelivered | BootstrapReported
 
 
-@dataclass(frozen=True)
+@frozen
 class LeaveFacts:
     instance: InstanceFacts | None
     role: Role | None  # None: not a member of this cluster (or unknown)
@@ -128,18 +129,18 @@ class LeaveFacts:
 # ------------------------------------------------------------------------------------- actions
 
 
-@dataclass(frozen=True)
+@frozen
 class CreateLeave:
     op: LeaveOp
     replacing: int | None  # version of the join op it replaces (conditional), None: no op yet
 
 
-@dataclass(frozen=True)
+@frozen
 class SaveLeave:
     op: LeaveOp  # conditional on the stored version being op.version - 1
 
 
-@dataclass(frozen=True)
+@frozen
 class SendCommand:
     action: str
     target: str
@@ -150,36 +151,36 @@ class SendCommand:
     lock_until: float | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Heartbeat:
     instance_id: str
     group: str
 
 
-@dataclass(frozen=True)
+@frozen
 class CompleteTerminate:
     instance_id: str
     group: str
 
 
-@dataclass(frozen=True)
+@frozen
 class ScheduleLeaveStep:
     step: LeaveStepDue
     delay_seconds: int
 
 
-@dataclass(frozen=True)
+@frozen
 class RequestView:
     correlation_id: str
     leaving: str  # not from the leaving manager itself
 
 
-@dataclass(frozen=True)
+@frozen
 class ReleaseManagerLock:
     holder: str
 
 
-@dataclass(frozen=True)
+@frozen
 class ForgetNode:
     instance_id: str
     clear_tag: bool = False  # the instance lives on (in the warm pool): its node-id tag is cleared too

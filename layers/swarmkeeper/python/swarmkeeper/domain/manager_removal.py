@@ -18,8 +18,9 @@ actions. In order, a removal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.leave_types import LeaveFacts, LeavePolicy
 from swarmkeeper.domain.models import LeaveOp, LeaveStage
 from swarmkeeper.domain.quorum import can_remove_manager, costs_no_spare
@@ -33,7 +34,7 @@ ANOTHER_CHANGE = "another manager change"
 REPLACEMENT = "a replacement manager"
 
 
-@dataclass(frozen=True)
+@frozen
 class Gate:
     """``op`` with what the gate noted (the view wanted, alerts sent); go on unless ``wait_for``."""
 

@@ -4,9 +4,11 @@ in flight, locks, the reconcile pass and the token rotation in flight)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime
 from enum import StrEnum
+
+from swarmkeeper.domain.frozen import frozen
 
 
 class Role(StrEnum):
@@ -54,7 +56,7 @@ NODE_ID_TAG = "swarmkeeper:node-id"
 WARM_POOL = "WarmPool"
 
 
-@dataclass(frozen=True)
+@frozen
 class ClusterIdentity:
     name: str
     manager_group: str
@@ -78,7 +80,7 @@ class ClusterIdentity:
         return group in self.groups
 
 
-@dataclass(frozen=True)
+@frozen
 class InstanceFacts:
     instance_id: str
     state: str
@@ -112,7 +114,7 @@ class InstanceFacts:
         return self.state in GONE_STATES
 
 
-@dataclass(frozen=True)
+@frozen
 class InitLock:
     """``lock#swarm-init``: who may run ``docker swarm init``, until when (epoch seconds)."""
 
@@ -126,7 +128,7 @@ class InitLock:
         return self.holder == instance_id and self.expires_at > now
 
 
-@dataclass(frozen=True)
+@frozen
 class ClusterState:
     """Facts about the cluster. ``initialized`` means the parameter ``<prefix>/cluster-id`` exists.
     ``managers``: running manager instances that carry a node-id tag, preferred verifier first."""
@@ -136,7 +138,7 @@ class ClusterState:
     managers: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@frozen
 class JoinOp:
     """``op#<instance-id>``: the join in flight on one instance (closed ops linger until TTL so late
     duplicates are recognised)."""
@@ -169,7 +171,7 @@ class JoinOp:
         return replace(self, command_id=command_id, version=self.version + 1)
 
 
-@dataclass(frozen=True)
+@frozen
 class GroupLaunches:
     """What Auto Scaling is bringing into a group: instances on their way into service (Pending,
     Pending:Wait, Pending:Proceed) and capacity it has yet to launch (desired capacity minus what is in
@@ -197,7 +199,7 @@ class LeaveStage(StrEnum):
         return self is LeaveStage.DONE
 
 
-@dataclass(frozen=True)
+@frozen
 class LeaveOp:
     """``op#<instance-id>`` with kind ``leave``: a node on its way out of the swarm. It replaces the
     instance's join op (conditional on that op's version, so a join still in flight stops) and lingers
@@ -247,7 +249,7 @@ class OpKind(StrEnum):
     LEAVE = "leave"
 
 
-@dataclass(frozen=True)
+@frozen
 class OpSummary:
     """An ``op#<instance-id>`` item as the scan of open operations returns it: which instance, what
     kind of op, at which stage, and its clock; not the op itself (read that by its key)."""
@@ -260,7 +262,7 @@ class OpSummary:
     deadline: float | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class ReconcilePass:
     """``op#reconcile``: the describe-swarm in flight (no command id yet while it is being sent)."""
 
@@ -273,7 +275,7 @@ class ReconcilePass:
     expires_at: float  # a lost status event blocks reconciles at most until then
 
 
-@dataclass(frozen=True)
+@frozen
 class RotationOp:
     """``op#rotate-tokens``: the rotation in flight (no command id yet while it is being sent)."""
 

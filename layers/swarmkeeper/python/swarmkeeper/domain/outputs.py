@@ -7,8 +7,8 @@ excerpt fit for a log line or an event's reason.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.models import Role
 from swarmkeeper.domain.swarm import NODE_ID_PATTERN
 
@@ -39,14 +39,14 @@ def last_line_fields(stdout: str) -> dict[str, str]:
     return dict(_PAIR.findall(lines[-1]))
 
 
-@dataclass(frozen=True)
+@frozen
 class BootstrapResult:
     node_id: str
     role: Role
     cluster_id: str
 
 
-@dataclass(frozen=True)
+@frozen
 class VerifyResult:
     node_id: str
     state: str
@@ -85,7 +85,7 @@ def says_bad_join_token(output: str) -> bool:
     return bool(_BAD_TOKEN.search(output))
 
 
-@dataclass(frozen=True)
+@frozen
 class DrainResult:
     node_id: str
     tasks_remaining: int

@@ -24,8 +24,8 @@ removal while Auto Scaling launches a replacement (``domain.leave``).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.swarm import SwarmNode
 
 MAX_MANAGER_CHANGES_PER_PASS = 1
@@ -39,7 +39,7 @@ def majority(n: int) -> int:
     return n // 2 + 1
 
 
-@dataclass(frozen=True)
+@frozen
 class RaftCounts:
     managers: int
     reachable: int
@@ -82,7 +82,7 @@ def has_quorum(nodes: Iterable[SwarmNode]) -> bool:
     return RaftCounts.of(nodes).has_quorum
 
 
-@dataclass(frozen=True)
+@frozen
 class Decision:
     allowed: bool
     reason: str

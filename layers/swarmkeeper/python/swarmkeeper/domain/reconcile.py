@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.kernel import DetailType, detail_type
 from swarmkeeper.domain.models import OpKind, Role
 from swarmkeeper.domain.quorum import ManagerChangeGate, RaftCounts, choose_command_manager, removal_order
@@ -50,7 +51,7 @@ class InstanceState(StrEnum):
 _GONE_STATES = frozenset({InstanceState.SHUTTING_DOWN, InstanceState.TERMINATED})
 
 
-@dataclass(frozen=True)
+@frozen
 class InstanceView:
     instance_id: str
     state: InstanceState
@@ -68,7 +69,7 @@ class InstanceView:
         return self.state not in _GONE_STATES
 
 
-@dataclass(frozen=True)
+@frozen
 class OpView:
     instance_id: str
     kind: OpKind
@@ -83,7 +84,7 @@ class OpView:
         return now > self.deadline
 
 
-@dataclass(frozen=True)
+@frozen
 class ReconcileSettings:
     down_grace: timedelta = timedelta(minutes=10)
 
@@ -92,7 +93,7 @@ class ReconcileSettings:
             raise ValueError(f"down_grace must be positive, got {self.down_grace}")
 
 
-@dataclass(frozen=True)
+@frozen
 class NodeRemoval:
     node_id: str
     role: Role
@@ -101,7 +102,7 @@ class NodeRemoval:
     reason: str
 
 
-@dataclass(frozen=True)
+@frozen
 class UnhealthyMark:
     instance_id: str
     node_id: str
@@ -115,7 +116,7 @@ class StuckAction(StrEnum):
     ROLL_BACK = "roll-back"
 
 
-@dataclass(frozen=True)
+@frozen
 class StuckOperation:
     instance_id: str
     kind: OpKind
@@ -128,7 +129,7 @@ class StuckOperation:
     reason: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Deferred:
     subject: str  # a node id or an instance id
     reason: str
@@ -160,7 +161,7 @@ QUORUM_LOST_RUNBOOK = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class Alert:
     detail_type: DetailType
     reason: str
@@ -170,7 +171,7 @@ class Alert:
     majority: int
 
 
-@dataclass(frozen=True)
+@frozen
 class SwarmMetrics:
     nodes_ready: int
     nodes_down: int
@@ -186,7 +187,7 @@ class SwarmMetrics:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class ReconcilePlan:
     removals: tuple[NodeRemoval, ...]  # down nodes first; a manager here is also in `demotions`
     demotions: tuple[NodeRemoval, ...]  # at most one; demote it, then remove it

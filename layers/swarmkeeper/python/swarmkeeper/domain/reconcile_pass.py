@@ -20,10 +20,11 @@ Nothing here touches AWS.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import UTC, datetime
 
 from swarmkeeper.domain import outputs
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.kernel import (
     TERMINAL_SUCCESS,
     BusEvent,
@@ -80,7 +81,7 @@ def parse_removal_comment(comment: str) -> tuple[str, str, str] | None:
     return (m.group(1), "" if m.group(2) == "-" else m.group(2), m.group(3)) if m else None
 
 
-@dataclass(frozen=True)
+@frozen
 class ReconcilePolicy:
     identity: ClusterIdentity
     join_budget_seconds: float  # a join op is stuck past this (agent wait + init lock + bootstrap + verify)
@@ -100,14 +101,14 @@ class ReconcilePolicy:
 # ------------------------------------------------------------------------------------- stimuli
 
 
-@dataclass(frozen=True)
+@frozen
 class PassRequested:
     correlation_id: str
     why: str = "schedule"
     exclude: tuple[str, ...] = ()  # managers not to send describe-swarm to
 
 
-@dataclass(frozen=True)
+@frozen
 class DescribeNotDelivered:
     """SendCommand said InvalidInstanceId for every manager in ``tried``: try the next one."""
 
@@ -116,21 +117,21 @@ class DescribeNotDelivered:
     after: str = ""  # what went wrong before, when this is a retry
 
 
-@dataclass(frozen=True)
+@frozen
 class DescribeFinished:
     command_id: str
     instance_id: str  # the manager it ran on
     status: str
 
 
-@dataclass(frozen=True)
+@frozen
 class AlarmChanged:
     alarm_name: str
     state: str
     correlation_id: str
 
 
-@dataclass(frozen=True)
+@frozen
 class RemovalFinished:
     """A remove-node's status, with what its invocation said (``comment`` names what it removed)."""
 
@@ -144,7 +145,7 @@ class RemovalFinished:
 ReconcileStimulus = PassRequested | DescribeNotDelivered | DescribeFinished | AlarmChanged | RemovalFinished
 
 
-@dataclass(frozen=True)
+@frozen
 class ReconcileFacts:
     op: ReconcilePass | None = None  # the pass in flight
     candidates: tuple[str, ...] = ()  # managers that may run describe-swarm, best first
@@ -159,13 +160,13 @@ class ReconcileFacts:
 # ------------------------------------------------------------------------------------- actions
 
 
-@dataclass(frozen=True)
+@frozen
 class StartPass:
     op: ReconcilePass  # conditional: no pass in flight (or it expired); else the run stops
     after: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class SendDescribe:
     target: str
     op: ReconcilePass  # saved with the command id and target once SendCommand returns
@@ -173,49 +174,49 @@ class SendDescribe:
     after: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class EndPass:
     command_id: str  # conditional on the stored pass's command id
 
 
-@dataclass(frozen=True)
+@frozen
 class SaveView:
     view: ClusterView
 
 
-@dataclass(frozen=True)
+@frozen
 class PublishMetrics:
     metrics: SwarmMetrics
 
 
-@dataclass(frozen=True)
+@frozen
 class SettleStuck:
     stuck: StuckOperation  # finish or roll back whichever op the instance has now
 
 
-@dataclass(frozen=True)
+@frozen
 class RemoveDeadNodes:
     target: str  # the manager remove-node runs on; when it is gone the rest wait for the next pass
     removals: tuple[NodeRemoval, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class MarkUnhealthy:
     mark: UnhealthyMark
 
 
-@dataclass(frozen=True)
+@frozen
 class ForgetNode:
     instance_id: str
 
 
-@dataclass(frozen=True)
+@frozen
 class LogFailure:
     message: str
     details: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class LogDeferred:
     subject: str
     reason: str

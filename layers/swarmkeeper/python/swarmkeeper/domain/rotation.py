@@ -8,8 +8,7 @@ token was rotated under it is run once more (``domain.join``). Nothing here touc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.kernel import (
     NON_TERMINAL,
     TERMINAL_SUCCESS,
@@ -27,7 +26,7 @@ JOIN_TOKENS_ROTATED = detail_type("Join Tokens Rotated")
 ROLES = frozenset({"worker", "manager"})
 
 
-@dataclass(frozen=True)
+@frozen
 class RotationPolicy:
     cluster: str
     ttl_seconds: int = 1200  # longer than the command's delivery + execution timeouts
@@ -36,14 +35,14 @@ class RotationPolicy:
 # ------------------------------------------------------------------------------------- stimuli
 
 
-@dataclass(frozen=True)
+@frozen
 class RotationRequested:
     """The schedule, or an operator invoking the function."""
 
     correlation_id: str
 
 
-@dataclass(frozen=True)
+@frozen
 class RotationNotDelivered:
     """SendCommand said InvalidInstanceId for every manager in ``tried``: try the next one."""
 
@@ -51,7 +50,7 @@ class RotationNotDelivered:
     tried: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class RotationFinished:
     """A status of a rotate-tokens command (``instance_id``: the manager it ran on)."""
 
@@ -63,7 +62,7 @@ class RotationFinished:
 RotationStimulus = RotationRequested | RotationNotDelivered | RotationFinished
 
 
-@dataclass(frozen=True)
+@frozen
 class RotationFacts:
     cluster_exists: bool = False  # the cluster-id parameter exists
     managers: tuple[str, ...] = ()  # joined managers, the one seen healthy most recently first
@@ -75,29 +74,29 @@ class RotationFacts:
 # ------------------------------------------------------------------------------------- actions
 
 
-@dataclass(frozen=True)
+@frozen
 class StartRotation:
     op: RotationOp  # conditional: no rotation in flight (or it expired); else the run stops
 
 
-@dataclass(frozen=True)
+@frozen
 class SendRotate:
     target: str
     op: RotationOp  # saved with the command id (and the target's node id) once SendCommand returns
     tried: tuple[str, ...] = ()  # managers that refused delivery before this one
 
 
-@dataclass(frozen=True)
+@frozen
 class EndRotation:
     command_id: str  # conditional on the stored rotation's command id
 
 
-@dataclass(frozen=True)
+@frozen
 class MarkHealthy:
     instance_id: str
 
 
-@dataclass(frozen=True)
+@frozen
 class LogFailure:
     instance_id: str
     reason: str

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 from urllib.parse import quote_plus, unquote_plus
 
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.models import Role
 
 NODE_ID_PATTERN = re.compile(r"^[a-z0-9]{25}$")
@@ -58,7 +58,7 @@ class SwarmViewError(ValueError):
         self.line_number = line_number
 
 
-@dataclass(frozen=True)
+@frozen
 class SwarmNode:
     node_id: str
     role: Role
@@ -107,7 +107,7 @@ class SwarmNode:
         return self.state in (NodeState.DOWN, NodeState.DISCONNECTED)
 
 
-@dataclass(frozen=True)
+@frozen
 class SkippedLine:
     line_number: int
     reason: str
@@ -115,7 +115,7 @@ class SkippedLine:
     may_be_manager: bool
 
 
-@dataclass(frozen=True)
+@frozen
 class SwarmListing:
     nodes: tuple[SwarmNode, ...]
     skipped: tuple[SkippedLine, ...] = ()

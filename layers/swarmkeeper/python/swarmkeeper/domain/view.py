@@ -8,9 +8,10 @@ carries the reconcile's grace-period clock from one pass to the next.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.quorum import choose_command_manager
 from swarmkeeper.domain.swarm import SwarmNode, encode_field, parse_node_line
 
@@ -22,7 +23,7 @@ def node_line(node: SwarmNode) -> str:
     return " ".join(encode_field(str(field)) for field in fields)
 
 
-@dataclass(frozen=True)
+@frozen
 class ClusterView:
     taken_at: float
     managers: tuple[SwarmNode, ...]
