@@ -123,4 +123,6 @@ def test_no_domain_record_is_generated_at_import():
     # Given the domain's modules, Then none writes @dataclass(frozen=True): its methods would be
     # generated on every cold start
     eager = [file.name for file in DOMAIN.glob("*.py") if "\n@dataclass(frozen=True)" in file.read_text()]
-    assert eager == []
+    assert eager == [], (
+        "write @frozen (swarmkeeper.domain.frozen) for a domain record, not @dataclass(frozen=True)"
+    )

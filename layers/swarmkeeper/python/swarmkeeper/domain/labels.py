@@ -9,8 +9,7 @@ document checks. Nothing here touches AWS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.models import InstanceFacts, Role
 
 AZ_LABEL = "swarmkeeper.az"
@@ -22,7 +21,7 @@ SPOT = "spot"
 ON_DEMAND = "on-demand"
 
 
-@dataclass(frozen=True)
+@frozen
 class NodeLabels:
     availability_zone: str
     instance_type: str

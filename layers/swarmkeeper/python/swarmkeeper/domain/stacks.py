@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.kernel import (
     NON_TERMINAL,
     TERMINAL_SUCCESS,
@@ -46,7 +47,7 @@ MAX_ATTEMPTS = 3  # commands for one version that failed without refusing it
 PER_PASS = 5  # commands one reconcile pass sends at most; the rest wait for the next pass
 
 
-@dataclass(frozen=True)
+@frozen
 class StackPolicy:
     cluster: str
     bucket: str
@@ -80,7 +81,7 @@ def newer(sequencer: str, than: str) -> bool:
 # ------------------------------------------------------------------------------------- the record
 
 
-@dataclass(frozen=True)
+@frozen
 class StackRecord:
     """``stack#<name>``: what the bucket wants of one stack, what runs, and the command in flight.
     Written on its ``version`` (conditional: each write expects the one before; 0: not stored yet)."""
@@ -126,7 +127,7 @@ class StackRecord:
 # ------------------------------------------------------------------------------------- stimuli
 
 
-@dataclass(frozen=True)
+@frozen
 class ObjectChanged:
     """An S3 event about a file of the stacks bucket: created, or deleted (a delete marker, or a
     version deleted for good: the facts then say what the bucket holds now)."""
@@ -140,7 +141,7 @@ class ObjectChanged:
     correlation_id: str
 
 
-@dataclass(frozen=True)
+@frozen
 class StackCommandFinished:
     """A status of a deploy-stack or remove-stack command (``instance_id``: the manager)."""
 
@@ -150,7 +151,7 @@ class StackCommandFinished:
     status: str
 
 
-@dataclass(frozen=True)
+@frozen
 class StacksPassRequested:
     """The reconcile schedule: compare the bucket with the records."""
 
@@ -160,7 +161,7 @@ class StacksPassRequested:
 StackStimulus = ObjectChanged | StackCommandFinished | StacksPassRequested
 
 
-@dataclass(frozen=True)
+@frozen
 class CommandResult:
     """What a finished command's output says: its last line's fields, and a redacted excerpt."""
 
@@ -168,7 +169,7 @@ class CommandResult:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class StackFacts:
     record: StackRecord | None = None  # the stack's record, as stored (None: none yet)
     managers: tuple[str, ...] = ()  # joined managers, the one seen healthy most recently first
@@ -181,7 +182,7 @@ class StackFacts:
 # ------------------------------------------------------------------------------------- actions
 
 
-@dataclass(frozen=True)
+@frozen
 class SaveStack:
     """Write ``record``, conditional on ``record.version - 1`` being the stored one. A lost race (a
     concurrent event wrote first) decides ``again`` on the record as it is now; None (a reconcile
@@ -191,7 +192,7 @@ class SaveStack:
     again: StackStimulus | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class SendStackCommand:
     """Save ``record`` (its command set, no id yet), send the command to the first of ``managers``
     whose SSM agent takes it, record the id. When none takes it, the record is saved with no command
