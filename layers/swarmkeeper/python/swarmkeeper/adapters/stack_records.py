@@ -3,14 +3,15 @@ on their version (a conditional put: a concurrent writer of the same record make
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 from swarmkeeper.adapters.state import StateTable
+from swarmkeeper.domain.frozen import record_fields
 from swarmkeeper.domain.stacks import StackRecord
 
 PK_PREFIX = "stack#"
-_FIELDS = {f.name: f.type for f in fields(StackRecord)}
+_FIELDS = {f.name: f.type for f in record_fields(StackRecord)}
 
 
 def stack_pk(name: str) -> str:

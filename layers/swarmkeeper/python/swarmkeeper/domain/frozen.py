@@ -9,7 +9,7 @@ what ``@dataclass(frozen=True)`` makes of it.
 
 The first instance is caught in ``__new__`` (``dataclasses`` never writes ``__new__``): it generates
 the methods and hands over to a plain ``__new__``, and Python then calls the generated ``__init__``.
-Until then the class has no dataclass fields: ask ``field_names`` for them, not
+Until then the class has no dataclass fields: ask ``record_fields`` or ``field_names`` for them, not
 ``__dataclass_fields__``.
 """
 
@@ -55,10 +55,15 @@ def frozen(cls: ClassT) -> ClassT:
     return cls
 
 
-def field_names(cls: type) -> tuple[str, ...]:
-    """The dataclass field names of ``cls``, in order (its methods generated first if still pending)."""
+def record_fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    """``dataclasses.fields(cls)``, its methods generated first if still pending."""
     generate(cls)
-    return tuple(field.name for field in dataclasses.fields(cls))
+    return dataclasses.fields(cls)
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    """The dataclass field names of ``cls``, in order."""
+    return tuple(field.name for field in record_fields(cls))
 
 
 def is_pending(cls: type) -> bool:
