@@ -13,7 +13,7 @@ from typing import IO, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from swarmkeeper_cli import aws, status, timeline
+from swarmkeeper_cli import aws, control, drain, redrive, stacks, status, timeline
 from swarmkeeper_cli.context import Context
 from swarmkeeper_cli.errors import CliError, Exit
 from swarmkeeper_cli.names import ClusterNames
@@ -69,6 +69,42 @@ def parser() -> argparse.ArgumentParser:
     )
     events.add_argument("--limit", type=int, help="only the last N events")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+
+    def acting(name: str, help_text: str, timeout: int) -> argparse.ArgumentParser:
+        verb = verbs.add_parser(name, parents=[common], help=help_text)
+        verb.add_argument("--no-wait", dest="wait", action="store_false", help="return once started")
+        verb.add_argument(
+            "--timeout", type=float, default=timeout, help=f"seconds to wait (default {timeout})"
+        )
+        return verb
+
+    deploy = acting("deploy", "deploy a Compose file as stack NAME (stacks bucket)", 600)
+    deploy.add_argument("file", metavar="FILE")
+    deploy.add_argument("--name", required=True, help="the stack's name")
+    deploy.add_argument(
+        "--stacks-bucket", help=f"the stacks bucket (default: ${stacks.BUCKET_VARIABLE} or the stack output)"
+    )
+    verbs.add_parser("stacks", parents=[common], help="the stacks and their state")
+    rm_stack = acting("rm-stack", "remove stack NAME (stacks bucket)", 600)
+    rm_stack.add_argument("name", metavar="NAME")
+    rm_stack.add_argument(
+        "--stacks-bucket", help=f"the stacks bucket (default: ${stacks.BUCKET_VARIABLE} or the stack output)"
+    )
+    drain_verb = acting("drain", "drain INSTANCE and let it leave the swarm (graceful termination)", 1800)
+    drain_verb.add_argument("instance", metavar="INSTANCE")
+    drain_verb.add_argument(
+        "--decrement", action="store_true", help="shrink the group instead of replacing it"
+    )
+    drain_verb.add_argument("--force", action="store_true", help="skip the CLI's quorum check of a manager")
+    acting("reconcile", "run a reconcile pass now", 300)
+    acting("rotate-tokens", "rotate both join tokens now", 300)
+    redrive_verb = verbs.add_parser(
+        "redrive", parents=[common], help="the dead-letter queue back to its functions"
+    )
+    redrive_verb.add_argument("--dry-run", action="store_true", help="count, move nothing")
+    redrive_verb.add_argument(
+        "--max", type=int, default=1000, help="at most this many messages (default 1000)"
+    )
     return top
 
 
@@ -81,6 +117,20 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> Exit:
         case "events":
             wanted = timeline.EventFilter(args.instance, args.node, tuple(args.types), args.correlation)
             return timeline.events(ctx, wanted, args.since, args.follow, args.limit)
+        case "deploy":
+            return stacks.deploy(ctx, args.file, args.name, args.stacks_bucket, args.wait, args.timeout)
+        case "stacks":
+            return stacks.stacks(ctx)
+        case "rm-stack":
+            return stacks.remove(ctx, args.name, args.stacks_bucket, args.wait, args.timeout)
+        case "drain":
+            return drain.drain(ctx, args.instance, args.decrement, args.force, args.wait, args.timeout)
+        case "reconcile":
+            return control.reconcile(ctx, args.wait, args.timeout)
+        case "rotate-tokens":
+            return control.rotate_tokens(ctx, args.wait, args.timeout)
+        case "redrive":
+            return redrive.redrive(ctx, args.dry_run, args.max)
     raise CliError(f"unknown verb {args.verb}", Exit.USAGE)
 
 

@@ -39,3 +39,43 @@ def test_the_cli_names_are_infra_names():
         infra.stack,
     )
     assert cli.function("rotate_tokens") == infra.function("rotate_tokens")
+
+
+def _rule_routes(demo) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
+    """(source, detail-type) -> handler, and schedule rule suffix -> handler, from the template's rules."""
+    functions = {
+        lid: r["Properties"]["FunctionName"] for lid, r in demo.of_type("AWS::Lambda::Function").items()
+    }
+    prefix = "swarmkeeper-demo-"
+    routes: dict[tuple[str, str], str] = {}
+    schedules: dict[str, str] = {}
+    for rule in demo.of_type("AWS::Events::Rule").values():
+        props = rule["Properties"]
+        targets = [
+            t["Arn"].get("Fn::GetAtt", [None])[0]
+            for t in props.get("Targets", [])
+            if isinstance(t["Arn"], dict)
+        ]
+        handlers = [
+            functions[lid].removeprefix(prefix).replace("-", "_") for lid in targets if lid in functions
+        ]
+        if not handlers:
+            continue
+        (handler,) = handlers
+        pattern = props.get("EventPattern")
+        if pattern:
+            for source in pattern.get("source", []):
+                for detail_type in pattern.get("detail-type", []):
+                    routes[(source, detail_type)] = handler
+        if props.get("ScheduleExpression"):
+            schedules[props["Name"].removeprefix(prefix)] = handler
+    return routes, schedules
+
+
+def test_redrive_sends_each_event_back_to_the_function_the_stacks_rules_send_it_to(demo):
+    # Given the template's rules / When they are read as routes / Then redrive's tables are the same
+    from swarmkeeper_cli.redrive import ROUTES, SCHEDULES
+
+    routes, schedules = _rule_routes(demo)
+    assert routes == ROUTES
+    assert schedules == SCHEDULES

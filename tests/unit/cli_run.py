@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 from join_world import BUS, CLUSTER, REGION
 from moto.core import DEFAULT_ACCOUNT_ID
 
@@ -90,3 +91,77 @@ def publish(detail_type: str, **detail: str) -> None:
             }
         ]
     )
+
+
+class ControlPlaneFunctions:
+    """Lambda as the CLI sees it, in a unit test: moto cannot run the functions, so an Invoke of
+    ``swarmkeeper-demo-<name>`` runs the real handler in this process (``world.invoke``), with the
+    answer Lambda gives (a JSON payload; 202 and no payload for an asynchronous invocation). Every
+    other call goes to moto."""
+
+    def __init__(self, world: Any, real: Any):
+        self.world = world
+        self.real = real
+        self.invoked: list[tuple[str, str, Any]] = []
+
+    def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:
+        handler = FunctionName.removeprefix(f"swarmkeeper-{CLUSTER}-").replace("-", "_")
+        if handler not in self.world.handlers:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ResourceNotFoundException",
+                        "Message": f"Function not found: {FunctionName}",
+                    }
+                },
+                "Invoke",
+            )
+        event = json.loads(Payload)
+        self.invoked.append((handler, InvocationType, event))
+        answer = self.world.invoke(handler, event)
+        if InvocationType == "Event":
+            return {"StatusCode": 202}
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(answer).encode())}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class GracefulTermination:
+    """Auto Scaling as the CLI's drain sees it: TerminateInstanceInAutoScalingGroup holds the
+    instance in Terminating:Wait and sends its terminate lifecycle action (moto would terminate it at
+    once, with no hook)."""
+
+    def __init__(self, world: Any, real: Any):
+        self.world = world
+        self.real = real
+        self.terminated: list[dict[str, Any]] = []
+
+    def terminate_instance_in_auto_scaling_group(self, **params: Any) -> dict[str, Any]:
+        self.terminated.append(params)
+        self.world.terminating(params["InstanceId"])
+        return {"Activity": {"StatusCode": "InProgress"}}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def fake_control_plane(world: Any, monkeypatch: Any) -> dict[str, Any]:
+    """Route the CLI's Lambda and Auto Scaling clients through the stand-ins above."""
+    from swarmkeeper_cli import aws
+
+    made: dict[str, Any] = {}
+    real_client = aws.client
+
+    def client(session: Any, service: str) -> Any:
+        real = real_client(session, service)
+        if service == "lambda":
+            made[service] = ControlPlaneFunctions(world, real)
+        elif service == "autoscaling":
+            made[service] = GracefulTermination(world, real)
+        else:
+            return real
+        return made[service]
+
+    monkeypatch.setattr(aws, "client", client)
+    return made
