@@ -62,6 +62,7 @@ def outcome(
             versionId=version_id,
             instanceId="i-0123456789abcdef0",
             role="manager",
+            nodeId="",
             **detail,
         )
 
