@@ -144,6 +144,38 @@ def test_verify_node_takes_every_zone_and_type_ec2_has(changes):
         assert f"='{value}'" in script, name
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SK_AVAILABILITY_ZONE", "eu-west-1a $(touch {mark})"),
+        ("SK_INSTANCE_TYPE", "t4g.small;touch {mark}"),
+        ("SK_INSTANCE_TYPE", "t4g.small --label-add swarmkeeper.role=manager"),
+        ("SK_LIFECYCLE", "spot`touch {mark}`"),
+    ],
+)
+def test_verify_node_itself_refuses_shell_in_a_label_value(tmp_path, name, value):
+    # Given verify-node as the agent would run it, had a value got past its allowedPattern, and a
+    # docker that records every call
+    mark = tmp_path / "ran"
+    script = render_commands("verify-node", VERIFY)
+    env_line = next(line for line in script.splitlines() if line.startswith(f"export {name}="))
+    script = script.replace(env_line, f"export {name}='{value.format(mark=mark)}'")
+    (tmp_path / "docker").write_text(f'#!/bin/sh\necho "$@" >>{tmp_path / "calls"}\n')
+    (tmp_path / "docker").chmod(0o755)
+    path = tmp_path / "verify-node.sh"
+    path.write_text(script)
+
+    # When it runs
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "SWARMKEEPER_RUN_DIR": str(tmp_path / "run")}
+    proc = subprocess.run(["sh", str(path)], env=env, capture_output=True, text=True, timeout=30)
+
+    # Then it stops before any docker call, saying why, and nothing in the value ran
+    assert proc.returncode == 1, proc.stderr
+    assert "verify-node:" in proc.stderr and "state=ready" not in proc.stdout
+    assert not (tmp_path / "calls").exists()
+    assert not mark.exists()
+
+
 def test_bootstrap_docker_version_is_optional():
     base = {
         "Role": "worker",

@@ -3,6 +3,7 @@ invariants are checked over generated inputs, and its key transitions one by one
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -10,7 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swarmkeeper.domain.join import NODE_JOIN_FAILED, NODE_JOINED, decide_join, waits_for_the_swarm
+from swarmkeeper.domain.join import (
+    NODE_JOIN_FAILED,
+    NODE_JOINED,
+    SWARM_INITIALIZED,
+    decide_join,
+    waits_for_the_swarm,
+)
 from swarmkeeper.domain.join_types import (
     AcquireInitLock,
     AgentNotReady,
@@ -31,6 +38,7 @@ from swarmkeeper.domain.join_types import (
     WakeWaitingJoins,
 )
 from swarmkeeper.domain.kernel import Publish
+from swarmkeeper.domain.labels import AZ_PATTERN, INSTANCE_TYPE_PATTERN, node_labels
 from swarmkeeper.domain.models import (
     WARM_POOL,
     ClusterIdentity,
@@ -63,7 +71,9 @@ def instance(
     tags = {"aws:autoscaling:groupName": GROUPS[role], "swarmkeeper:cluster": "demo"}
     if node_id:
         tags["swarmkeeper:node-id"] = node_id
-    return InstanceFacts(ME, state, tags, kw.get("ip", "10.0.1.5"))
+    return InstanceFacts(
+        ME, state, tags, kw.get("ip", "10.0.1.5"), availability_zone="eu-west-1a", instance_type="t4g.small"
+    )
 
 
 def op(role: Role = Role.WORKER, stage: Stage = Stage.WAITING, **kw) -> JoinOp:
@@ -110,6 +120,10 @@ instances = st.one_of(
         private_ip=st.sampled_from(["10.0.1.5", None]),
         launched_at=st.sampled_from([None, LAUNCHED]),
         lifecycle_state=st.sampled_from([None, "Pending:Wait", "InService", "Warmed:Pending"]),
+        # what EC2 says of the instance's zone and type, including what no label may hold
+        availability_zone=st.sampled_from(["eu-west-1a", None, "eu-west-1a;reboot"]),
+        instance_type=st.sampled_from(["t4g.small", None, "$(id).large"]),
+        spot=st.booleans(),
     ),
 )
 locks = st.one_of(
@@ -271,6 +285,11 @@ def test_decision_invariants(stimulus, inst, cluster, current, now):
             assert alive(inst) and inst.private_ip
         if isinstance(a, RunVerify) and a.then.role is Role.WORKER:
             assert a.target != ME and a.target in cluster.managers
+        if isinstance(a, RunVerify):
+            # verified only with the labels of this instance, each value a zone or a type
+            assert a.labels == node_labels(inst, a.then.role)
+            assert re.fullmatch(AZ_PATTERN, a.labels.availability_zone)
+            assert re.fullmatch(INSTANCE_TYPE_PATTERN, a.labels.instance_type)
         if isinstance(a, ScheduleJoinStep):
             # A wait is always recorded first, and never outlives the bounds
             (saved,) = [w for w in writes]
@@ -291,7 +310,10 @@ def test_decision_invariants(stimulus, inst, cluster, current, now):
     # nothing is announced), then abandon (when there is an instance to abandon), tell operators
     if d.outcome == "failed":
         published = [a.event.detail_type for a in d.actions if isinstance(a, Publish)]
-        assert published == [NODE_JOIN_FAILED]
+        # (a manager whose `swarm init` succeeded says so, then fails to be labelled)
+        inited = isinstance(stimulus, JoinCommandFinished) and stimulus.action == "bootstrap-node"
+        inited = inited and current is not None and current.mode is Mode.INIT and stimulus.status == "Success"
+        assert published in ([NODE_JOIN_FAILED], *([[SWARM_INITIALIZED, NODE_JOIN_FAILED]] if inited else []))
         (closing,) = writes
         assert closing.stage is Stage.FAILED and closing.expires_at > now
         assert kinds.index(SaveJoin) < kinds.index(Publish)

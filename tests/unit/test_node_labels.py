@@ -13,7 +13,13 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 
 from swarmkeeper.adapters.instances import Ec2Instances
-from swarmkeeper.domain.labels import NodeLabels, node_labels
+from swarmkeeper.domain.labels import (
+    AZ_PATTERN,
+    INSTANCE_TYPE_PATTERN,
+    NodeLabels,
+    UnlabelledNode,
+    node_labels,
+)
 from swarmkeeper.domain.models import InstanceFacts, Role
 
 FACTS = InstanceFacts(
@@ -44,12 +50,47 @@ def test_labels_say_where_what_which_market_and_role(spot, lifecycle, role):
 
 
 @pytest.mark.parametrize(
-    "facts",
-    [None, replace(FACTS, availability_zone=None), replace(FACTS, instance_type=None)],
-    ids=["no instance", "no zone", "no type"],
+    ("facts", "why"),
+    [
+        (None, "does not describe"),
+        (replace(FACTS, availability_zone=None), "no Availability Zone"),
+        (replace(FACTS, instance_type=None), "no instance type"),
+        # what a value may never be: it is set by a shell on a manager
+        (replace(FACTS, availability_zone="eu-west-1a; docker swarm leave --force"), "no Availability Zone"),
+        (replace(FACTS, availability_zone="eu-west-1a'$(reboot)'"), "no Availability Zone"),
+        (replace(FACTS, availability_zone="eu-west-1"), "no Availability Zone"),  # a region
+        (replace(FACTS, instance_type="t4g.small`reboot`"), "no instance type"),
+        (replace(FACTS, instance_type="t4g.small swarmkeeper.role=manager"), "no instance type"),
+        (replace(FACTS, instance_type="$(id).large"), "no instance type"),
+        (replace(FACTS, instance_type="t4g.small\nreboot"), "no instance type"),
+        (replace(FACTS, instance_type="t4g"), "no instance type"),
+    ],
 )
-def test_no_labels_without_a_zone_and_a_type(facts):
-    assert node_labels(facts, Role.WORKER) is None
+def test_no_labels_from_a_zone_or_a_type_that_is_not_one(facts, why):
+    with pytest.raises(UnlabelledNode, match=why):
+        node_labels(facts, Role.WORKER)
+
+
+@pytest.mark.parametrize(
+    ("zone", "instance_type"),
+    [
+        ("us-west-2-lax-1a", "m7i-flex.large"),
+        ("us-gov-west-1b", "u-6tb1.metal"),
+        ("ap-southeast-4c", "t3.nano"),
+    ],
+)
+def test_labels_from_every_kind_of_zone_and_type(zone, instance_type):
+    labels = node_labels(replace(FACTS, availability_zone=zone, instance_type=instance_type), Role.MANAGER)
+    assert (labels.availability_zone, labels.instance_type) == (zone, instance_type)
+
+
+def test_the_document_allows_exactly_the_domains_patterns():
+    # verify-node's allowedPattern is the second check of the same values: the same patterns
+    from infra.documents import PARAMETERS
+
+    patterns = {p.name: p.allowed_pattern for p in PARAMETERS["verify-node"]}
+    assert patterns["AvailabilityZone"] == f"^{AZ_PATTERN}$"
+    assert patterns["InstanceType"] == f"^{INSTANCE_TYPE_PATTERN}$"
 
 
 # --- EC2 ---------------------------------------------------------------------------------------------
@@ -149,23 +190,41 @@ def test_a_verify_that_fails_to_label_fails_the_join_with_its_reason(world, mana
     assert [e for e in world.published("Node Joined") if e["instanceId"] == worker] == []
 
 
-def test_no_verify_without_a_zone_to_label_the_node_with(world, manager, monkeypatch):
-    # Given EC2 describing the joining worker without its Availability Zone
+@pytest.mark.parametrize(
+    ("zone", "instance_type", "why"),
+    [
+        (None, "t4g.small", "no Availability Zone"),
+        ("eu-west-1a; docker swarm leave --force", "t4g.small", "no Availability Zone"),
+        ("eu-west-1a", "t4g.small$(reboot)", "no instance type"),
+    ],
+    ids=["no zone", "shell in the zone", "shell in the type"],
+)
+def test_a_node_ec2_gives_no_label_values_for_is_never_verified_and_its_join_fails(
+    world, manager, monkeypatch, zone, instance_type, why
+):
+    # Given EC2 describing the joining worker without a zone, or with shell in its zone or type
     describe = Ec2Instances.describe
 
-    def without_zone(self, instance_id):
+    def described(self, instance_id):
         facts = describe(self, instance_id)
-        return replace(facts, availability_zone=None) if facts and facts.instance_id != manager else facts
+        if facts is None or facts.instance_id == manager:
+            return facts
+        return replace(facts, availability_zone=zone, instance_type=instance_type)
 
-    monkeypatch.setattr(Ec2Instances, "describe", without_zone)
+    monkeypatch.setattr(Ec2Instances, "describe", described)
 
     # When its bootstrap succeeds
     worker, node_id = _bootstrapped_worker(world)
 
-    # Then no verify-node is sent (an unlabelled node is never verified), and it is not joined
+    # Then no verify-node is sent (no value reaches the manager's shell), the join fails saying why,
+    # the instance is abandoned, and nothing says it joined
     assert world.commands_for("verify-node", node_id) == []
+    failed = world.published("Node Join Failed")[-1]
+    assert failed["instanceId"] == worker
+    assert f"cannot label node {node_id}" in failed["reason"] and why in failed["reason"]
+    assert world.fakes.lifecycle_results[worker] == ["ABANDON"]
     assert [e for e in world.published("Node Joined") if e["instanceId"] == worker] == []
-    assert world.op(worker)["stage"] == "bootstrapping"
+    assert world.op(worker)["stage"] == "failed"
 
 
 # --- what bootstrap-node is told about logs and images ---------------------------------------------------

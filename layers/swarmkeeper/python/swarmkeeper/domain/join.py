@@ -55,6 +55,7 @@ from swarmkeeper.domain.kernel import (
     detail_type,
     ignore,
 )
+from swarmkeeper.domain.labels import UnlabelledNode, node_labels
 from swarmkeeper.domain.models import (
     WARM_POOL,
     ClusterState,
@@ -218,7 +219,7 @@ def _on_step(
     if op.stage is Stage.AWAITING_VERIFIER:
         if now >= op.deadline:
             return _fail(op, "no joined manager to verify the node from", cluster, now, policy)
-        return _verify_or_wait(op, op.node_id, cluster, now, policy)
+        return _verify_or_wait(op, op.node_id, instance, cluster, now, policy)
     return _ignore(f"command in flight ({op.stage})")
 
 
@@ -325,7 +326,7 @@ def _after_bootstrap(
             WakeWaitingJoins(),
         )
     op = replace(op, node_id=result.node_id)
-    d = _verify_or_wait(op, result.node_id, cluster, now, policy, fresh_wait=True)
+    d = _verify_or_wait(op, result.node_id, instance, cluster, now, policy, fresh_wait=True)
     return replace(d, actions=inited + d.actions)
 
 
@@ -426,8 +427,21 @@ def _advance(
 
 
 def _verify_or_wait(
-    op: JoinOp, node_id: str, cluster: ClusterState, now: float, policy: JoinPolicy, fresh_wait: bool = False
+    op: JoinOp,
+    node_id: str,
+    instance: InstanceFacts | None,
+    cluster: ClusterState,
+    now: float,
+    policy: JoinPolicy,
+    fresh_wait: bool = False,
 ) -> JoinDecision:
+    # The verifying manager labels the node before it checks it is Ready (a node cannot label
+    # itself): a node that cannot be labelled is never verified, so never reported joined.
+    try:
+        labels = node_labels(instance, op.role)
+    except UnlabelledNode as err:
+        reason = f"cannot label node {node_id}: {err}"
+        return _fail(op, reason, cluster, now, policy, complete=_alive(instance))
     # A manager verifies itself (it can run `docker node ls`); a worker needs a joined manager.
     if op.role is Role.MANAGER:
         target = op.instance_id
@@ -435,7 +449,8 @@ def _verify_or_wait(
         target = next((m for m in cluster.managers if m != op.instance_id), "")
     if target:
         then = _next(op, stage=Stage.VERIFYING, node_id=node_id, verifier=target)
-        return Decision(Outcome.VERIFY, f"verify {node_id} on {target}", (RunVerify(target, node_id, then),))
+        verify = RunVerify(target, node_id, then, labels)
+        return Decision(Outcome.VERIFY, f"verify {node_id} on {target}", (verify,))
     waiting = replace(op, stage=Stage.AWAITING_VERIFIER, node_id=node_id)
     if fresh_wait:
         waiting = replace(waiting, attempts=0, deadline=now + policy.agent_wait_seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.kernel import Decision, Publish
+from swarmkeeper.domain.labels import NodeLabels
 from swarmkeeper.domain.models import ClusterIdentity, JoinOp, LifecycleResult, Mode, Role
 from swarmkeeper.domain.outputs import BootstrapResult, VerifyResult
 
@@ -143,6 +144,7 @@ class RunVerify:
     target: str  # manager instance that runs verify-node
     node_id: str
     then: JoinOp
+    labels: NodeLabels  # set by that manager before it checks the node is Ready
 
 
 @frozen

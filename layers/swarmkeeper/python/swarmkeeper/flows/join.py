@@ -54,7 +54,6 @@ from swarmkeeper.domain.join_types import (
     WakeWaitingJoins,
 )
 from swarmkeeper.domain.kernel import Decision, Outcome, Publish
-from swarmkeeper.domain.labels import node_labels
 from swarmkeeper.domain.leave_types import LeaveStepDue
 from swarmkeeper.domain.manager_removal import waits_for_a_replacement
 from swarmkeeper.domain.models import (
@@ -279,14 +278,7 @@ class JoinFlow:
                     )
                     self._save(waiting, known, facts)
                     raise Redecide(AgentNotReady(then.instance_id, waiting.version)) from err
-            case RunVerify(target=target, node_id=node_id, then=then):
-                # The verifying manager labels the node before it checks it is Ready (a node cannot
-                # label itself), so a node is reported joined only once its labels are on.
-                labels = node_labels(instance, then.role)
-                if labels is None:
-                    raise Stop(
-                        Outcome.STOPPED, "no availability zone or instance type to label the node with"
-                    )
+            case RunVerify(target=target, node_id=node_id, then=then, labels=labels):
                 params = {"NodeId": node_id, **labels.parameters(), "TimeoutSeconds": "60"}
                 document = self._document(VERIFY)
                 self._send(
