@@ -13,7 +13,15 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.load_balancer import LoadBalancer
-from infra.names import AGENT_READY, CLUSTER_TAG, COMMAND_OUTPUT_PREFIX, LAUNCH_HOOK, TERMINATE_HOOK, Names
+from infra.names import (
+    AGENT_READY,
+    CLUSTER_TAG,
+    COMMAND_OUTPUT_PREFIX,
+    LAUNCH_HOOK,
+    REFRESH_REGISTRY_AUTH,
+    TERMINATE_HOOK,
+    Names,
+)
 from infra.network import Network
 from infra.settings import ClusterSettings
 from infra.state import State
@@ -89,6 +97,20 @@ class Compute(Construct):
         ssm_via = f"ssm.{stack.region}.amazonaws.com"
 
         self.manager_role = self._instance_role("ManagerRole", "manager", agent_document)
+        # The managers' own association: State Manager's agent reads the document it runs.
+        self.manager_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="RefreshRegistryAuthDocument",
+                actions=["ssm:GetDocument"],
+                resources=[
+                    stack.format_arn(
+                        service="ssm",
+                        resource="document",
+                        resource_name=names.documents[REFRESH_REGISTRY_AUTH],
+                    )
+                ],
+            )
+        )
         self.manager_role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadClusterParameters",

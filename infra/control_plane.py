@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -26,6 +26,7 @@ from constructs import Construct
 from infra.load_balancer import LoadBalancer
 from infra.names import (
     AGENT_READY,
+    ASSOCIATION_ONLY,
     CLUSTER_TAG,
     COMMAND_OUTPUT_PREFIX,
     FUNCTIONS,
@@ -38,6 +39,7 @@ from infra.names import (
     Names,
 )
 from infra.settings import ClusterSettings
+from infra.ssm_documents import ECR_REGISTRY
 from infra.stacks import StacksBucket
 from infra.state import STEPS_FUNCTION_TIMEOUT, State
 
@@ -136,7 +138,7 @@ class ControlPlane(Construct):
             # bootstrap-node's containers' log group (empty: containerLogs off) and the ECR registry
             # the nodes pull from with their instance role.
             "CONTAINER_LOG_GROUP": names.container_log_group if settings.container_logs else "",
-            "ECR_REGISTRY": f"{Aws.ACCOUNT_ID}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}",
+            "ECR_REGISTRY": ECR_REGISTRY,
             "AGENT_WAIT_SECONDS": str(settings.agent_wait_seconds),
             "DRAIN_TIMEOUT_SECONDS": str(settings.drain_timeout_seconds),
             "REBALANCE_DRAIN_WORKERS": "true" if settings.rebalance_drain_workers else "false",
@@ -337,9 +339,11 @@ class ControlPlane(Construct):
             )
             for group in names.groups
         ]
-        # Every document but agent-ready, which only its State Manager association runs.
+        # Every document but those only their State Manager associations run.
         document_arns = [
-            arn("ssm", "document", name) for action, name in names.documents.items() if action != AGENT_READY
+            arn("ssm", "document", name)
+            for action, name in names.documents.items()
+            if action not in ASSOCIATION_ONLY
         ]
         instances_arn = stack.format_arn(service="ec2", resource="instance", resource_name="*")
         parameters = names.parameter_prefix.lstrip("/")

@@ -23,6 +23,11 @@ LAUNCH_HOOK = "swarmkeeper-launch"
 TERMINATE_HOOK = "swarmkeeper-terminate"
 EVENT_SOURCE = "swarmkeeper"
 AGENT_READY = "agent-ready"  # the action State Manager runs (an association), never SendCommand
+# State Manager runs it on the managers every REGISTRY_AUTH_HOURS (an association), never SendCommand:
+# under the 12 hours an ECR credential lasts, with the credential helper's cache off.
+REFRESH_REGISTRY_AUTH = "refresh-registry-auth"
+REGISTRY_AUTH_HOURS = 6
+ASSOCIATION_ONLY: tuple[str, ...] = (AGENT_READY, REFRESH_REGISTRY_AUTH)
 METRICS_NAMESPACE = "Swarmkeeper"
 # Key prefix of the Run Command output the control plane sends to S3 (describe-swarm only); the two
 # roles' S3 permissions stop at it.

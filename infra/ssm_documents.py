@@ -1,14 +1,19 @@
 """One SSM Command document per action of `infra/documents` (names `swarmkeeper-C-<action>`), and the
-State Manager association that runs agent-ready on every instance of the stack's two Auto Scaling
-groups as its agent registers (the join flow's signal that Run Command can reach the instance)."""
+State Manager associations: agent-ready on every instance of the stack's two Auto Scaling groups as
+its agent registers (the join flow's signal that Run Command can reach the instance), and
+refresh-registry-auth on the managers every few hours (services keep a fresh ECR credential)."""
 
 from __future__ import annotations
 
+from aws_cdk import Aws
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.documents import ACTIONS, document_content
-from infra.names import AGENT_READY, GROUP_NAME_TAG, Names
+from infra.names import AGENT_READY, GROUP_NAME_TAG, REFRESH_REGISTRY_AUTH, REGISTRY_AUTH_HOURS, Names
+
+# The account's ECR registry in the stack's region, resolved at deploy time.
+ECR_REGISTRY = f"{Aws.ACCOUNT_ID}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}"
 
 
 class Documents(Construct):
@@ -37,5 +42,17 @@ class Documents(Construct):
             association_name=f"{names.prefix}-{AGENT_READY}",
             targets=[
                 ssm.CfnAssociation.TargetProperty(key=f"tag:{GROUP_NAME_TAG}", values=list(names.groups))
+            ],
+        )
+        # On a schedule (and once as each manager registers); only the swarm's leader acts.
+        self.refresh_registry_auth = ssm.CfnAssociation(
+            self,
+            "RefreshRegistryAuthAssociation",
+            name=self.documents[REFRESH_REGISTRY_AUTH].ref,
+            association_name=f"{names.prefix}-{REFRESH_REGISTRY_AUTH}",
+            schedule_expression=f"rate({REGISTRY_AUTH_HOURS} hours)",
+            parameters={"EcrRegistry": [ECR_REGISTRY]},
+            targets=[
+                ssm.CfnAssociation.TargetProperty(key=f"tag:{GROUP_NAME_TAG}", values=[names.manager_group])
             ],
         )

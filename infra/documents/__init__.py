@@ -61,6 +61,7 @@ _INSTANCE_TYPE = Parameter(
     "EC2 instance type of the node (label swarmkeeper.instance-type).",
     r"^[a-z0-9][a-z0-9-]{0,30}\.[a-z0-9][a-z0-9-]{0,30}$",
 )
+_ECR_REGISTRY_PATTERN = r"^([0-9]{12}\.dkr\.ecr\.[a-z]{2}(-[a-z]+)+-[0-9]\.amazonaws\.com(\.cn)?)?$"
 _LIFECYCLE = Parameter("Lifecycle", "spot or on-demand (label swarmkeeper.lifecycle).", r"^(spot|on-demand)$")
 
 PARAMETERS: dict[str, tuple[Parameter, ...]] = {
@@ -88,7 +89,7 @@ PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         Parameter(
             "EcrRegistry",
             "The account's ECR registry, pulled from with the instance role (empty: none).",
-            r"^([0-9]{12}\.dkr\.ecr\.[a-z]{2}(-[a-z]+)+-[0-9]\.amazonaws\.com(\.cn)?)?$",
+            _ECR_REGISTRY_PATTERN,
             "",
         ),
     ),
@@ -110,6 +111,14 @@ PARAMETERS: dict[str, tuple[Parameter, ...]] = {
         _REGION,
     ),
     "remove-stack": (_STACK_NAME,),
+    "refresh-registry-auth": (
+        Parameter(
+            "EcrRegistry",
+            "The account's ECR registry whose services get a fresh credential (empty: none).",
+            _ECR_REGISTRY_PATTERN,
+            "",
+        ),
+    ),
 }
 
 ACTIONS: tuple[str, ...] = tuple(PARAMETERS)
@@ -129,6 +138,7 @@ RESULT_FORMATS: dict[str, str] = {
     "deploy-stack": "stack=<name> version=<object version> services=<n> secrets=<n> "
     "(stack=<name> refused=true when the input is wrong)",
     "remove-stack": "stack=<name> removed=true",
+    "refresh-registry-auth": "refreshed=<n> skipped=<n> leader=<true|false>",
 }
 
 

@@ -101,13 +101,17 @@ def test_control_plane_cannot_use_the_cluster_key_even_if_iam_allowed_it(demo, c
             assert key_allows(key, action, context) == []
 
 
-def test_send_command_documents_are_this_stacks_but_never_the_association_only_one(control):
+def test_send_command_documents_are_this_stacks_but_never_the_association_only_ones(control):
     # Given the documents SendCommand may name
     send = [s for s in control if s.effect == "Allow" and "ssm:SendCommand" in s.actions]
     documents = {r for s in send for r in s.resources if ":document/" in r}
-    # Then they are exactly this stack's documents without agent-ready (State Manager runs it)
-    assert documents == {arn("ssm", f"document/swarmkeeper-demo-{a}") for a in ACTIONS if a != "agent-ready"}
-    assert allowed(control, "ssm:SendCommand", arn("ssm", "document/swarmkeeper-demo-agent-ready")) == []
+    # Then they are exactly this stack's documents without those State Manager alone runs
+    only_associations = ("agent-ready", "refresh-registry-auth")
+    assert documents == {
+        arn("ssm", f"document/swarmkeeper-demo-{a}") for a in ACTIONS if a not in only_associations
+    }
+    for action in only_associations:
+        assert allowed(control, "ssm:SendCommand", arn("ssm", f"document/swarmkeeper-demo-{action}")) == []
     # and AWS's or another cluster's documents are refused
     assert allowed(control, "ssm:SendCommand", arn("ssm", "document/AWS-RunShellScript")) == []
     assert allowed(control, "ssm:SendCommand", arn("ssm", "document/swarmkeeper-other-bootstrap-node")) == []

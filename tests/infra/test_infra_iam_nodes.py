@@ -171,8 +171,12 @@ def test_ssm_agent_gets_its_own_calls_and_not_the_rest_of_the_managed_core_polic
     for action in NOT_FOR_THE_AGENT:
         assert allowed(roles[role], action, _param("/prod/database/password")) == [], action
         assert allowed(roles[role], action, "*") == [], action
-    # The association's document is the only one the agent may fetch
+    # The associations' documents are the only ones the agent may fetch (refresh-registry-auth: managers)
     assert allowed(roles[role], "ssm:GetDocument", arn("ssm", "document/swarmkeeper-demo-agent-ready"))
+    refresh = allowed(
+        roles[role], "ssm:GetDocument", arn("ssm", "document/swarmkeeper-demo-refresh-registry-auth")
+    )
+    assert bool(refresh) is (role == "manager")
     assert (
         allowed(roles[role], "ssm:GetDocument", arn("ssm", "document/swarmkeeper-demo-bootstrap-node")) == []
     )

@@ -105,7 +105,11 @@ def test_one_command_document_per_action_with_the_contract_name_and_content(demo
 
 def test_agent_ready_association_targets_every_instance_of_the_two_groups_once(demo):
     # Given the synthesized stack
-    (association,) = demo.of_type("AWS::SSM::Association").values()
+    (association,) = [
+        a
+        for a in demo.of_type("AWS::SSM::Association").values()
+        if a["Properties"]["AssociationName"] == "swarmkeeper-demo-agent-ready"
+    ]
     props = association["Properties"]
     (document_id,) = [
         k
@@ -119,6 +123,36 @@ def test_agent_ready_association_targets_every_instance_of_the_two_groups_once(d
     groups = ["swarmkeeper-demo-managers", "swarmkeeper-demo-workers"]
     assert props["Targets"] == [{"Key": "tag:aws:autoscaling:groupName", "Values": groups}]
     assert "ScheduleExpression" not in props and "Parameters" not in props
+
+
+def test_registry_auth_is_refreshed_on_the_managers_well_within_the_ecr_credentials_12_hours(demo):
+    # Given the synthesized stack: its associations, and the refresh document's id
+    associations = {
+        a["Properties"]["AssociationName"]: a["Properties"]
+        for a in demo.of_type("AWS::SSM::Association").values()
+    }
+    assert set(associations) == {"swarmkeeper-demo-agent-ready", "swarmkeeper-demo-refresh-registry-auth"}
+    props = associations["swarmkeeper-demo-refresh-registry-auth"]
+    (document_id,) = [
+        k
+        for k, r in demo.of_type("AWS::SSM::Document").items()
+        if r["Properties"]["Name"] == "swarmkeeper-demo-refresh-registry-auth"
+    ]
+    # Then it runs refresh-registry-auth on the managers only (the group tag no one can set)
+    assert props["Name"] == {"Ref": document_id}
+    assert props["Targets"] == [
+        {"Key": "tag:aws:autoscaling:groupName", "Values": ["swarmkeeper-demo-managers"]}
+    ]
+    # every 6 hours: a credential the helper fetched afresh (12 hours) is refreshed with 6 to spare
+    assert props["ScheduleExpression"] == "rate(6 hours)"
+    # for the account's registry in the stack's region
+    join = {
+        "Fn::Join": [
+            "",
+            [{"Ref": "AWS::AccountId"}, ".dkr.ecr.", {"Ref": "AWS::Region"}, ".", {"Ref": "AWS::URLSuffix"}],
+        ]
+    }
+    assert props["Parameters"] == {"EcrRegistry": [join]}
 
 
 def test_the_stack_creates_no_parameters(demo):
