@@ -316,7 +316,9 @@ def test_decision_invariants(stimulus, inst, cluster, current, now):
         assert published in ([NODE_JOIN_FAILED], *([[SWARM_INITIALIZED, NODE_JOIN_FAILED]] if inited else []))
         (closing,) = writes
         assert closing.stage is Stage.FAILED and closing.expires_at > now
-        assert kinds.index(SaveJoin) < kinds.index(Publish)
+        # (closed before it says the join failed; a swarm init is announced as in a success)
+        failed_at = [i for i, a in enumerate(d.actions) if isinstance(a, Publish)][-1]
+        assert kinds.index(SaveJoin) < failed_at
         assert CompleteLifecycle not in kinds or kinds.index(SaveJoin) < kinds.index(CompleteLifecycle)
         results = [a.result for a in d.actions if isinstance(a, CompleteLifecycle)]
         assert results == ([LifecycleResult.ABANDON] if alive(inst) else [])
@@ -552,6 +554,30 @@ def test_init_success_publishes_and_releases_then_verifies_on_itself():
     assert [type(a) for a in d.actions] == [Publish, ReleaseInitLock, WakeWaitingJoins, RunVerify]
     assert d.actions[0].event.detail_type == "Swarm Initialized" and d.actions[0].event.node_id == NODE
     assert d.actions[3].target == ME
+
+
+def test_an_initialized_manager_ec2_gives_no_zone_for_says_so_then_fails_unverified():
+    # Given a manager whose swarm init succeeded, holding the init lock, EC2 giving no zone for it
+    booting = op(Role.MANAGER, Stage.BOOTSTRAPPING, mode=Mode.INIT)
+    done = JoinCommandFinished(
+        ME, "cmd-1", "bootstrap-node", "Success", "e", BootstrapResult(NODE, Role.MANAGER, "s1")
+    )
+    held = ClusterState(init_lock=InitLock(ME, NOW + 600))
+    unzoned = replace(instance(Role.MANAGER), availability_zone=None)
+    # When its bootstrap's success arrives
+    d = decide_join(done, unzoned, held, booting, NOW, POLICY)
+    # Then the swarm's init is announced and the lock released once, the join is closed as failed
+    # before it says so, the instance is abandoned, and no verify-node is sent
+    assert d.outcome == "failed" and f"cannot label node {NODE}" in d.reason
+    assert [type(a) for a in d.actions] == [
+        Publish, ReleaseInitLock, WakeWaitingJoins, SaveJoin, CompleteLifecycle, Publish
+    ]  # fmt: skip
+    assert [a.event.detail_type for a in d.actions if isinstance(a, Publish)] == [
+        "Swarm Initialized",
+        NODE_JOIN_FAILED,
+    ]
+    assert d.actions[3].op.stage is Stage.FAILED
+    assert d.actions[4].result is LifecycleResult.ABANDON
 
 
 def test_worker_with_no_joined_manager_waits_for_a_verifier():

@@ -327,7 +327,7 @@ def _after_bootstrap(
         )
     op = replace(op, node_id=result.node_id)
     d = _verify_or_wait(op, result.node_id, instance, cluster, now, policy, fresh_wait=True)
-    return replace(d, actions=inited + d.actions)
+    return _with_first(inited, d)
 
 
 def _after_verify(
