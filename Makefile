@@ -49,7 +49,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/shellcheck infra/documents/*.sh .ci/run
+	$(VENV)/bin/shellcheck infra/documents/*.sh .ci/run $$(find lab/images/srv -type f | sort)
 
 test: venv node_modules/.installed lab-prereqs
 	$(PY) -m pytest

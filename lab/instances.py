@@ -61,6 +61,8 @@ class Fleet:
         self.factory = factory
         self.emit = emit
         self.load_image = load_image
+        # More images for every node started from now on (a scenario's own services), after IMAGE.
+        self.image_loaders: list[Callable[[Any], None]] = []
         self.knobs = knobs or FleetKnobs()
         self.machines: dict[str, Machine] = {}
         self.errors: list[str] = []
@@ -133,6 +135,8 @@ class Fleet:
             node.start_dockerd(wait=True)
             if self.load_image:
                 self.load_image(node, IMAGE)
+            for load in self.image_loaders:
+                load(node)
         except Exception as e:
             m.error = f"{type(e).__name__}: {e}"
             self.errors.append(f"{m.instance_id} ({m.ip}): node failed to start: {m.error}")

@@ -22,6 +22,7 @@ BIN = Path(sys.executable).parent  # the project's virtualenv (ruff, mypy and sh
         [
             "shellcheck",
             *sorted(str(p.relative_to(REPO)) for p in REPO.glob("infra/documents/*.sh")),
+            *sorted(str(p.relative_to(REPO)) for p in REPO.glob("lab/images/srv/**/*") if p.is_file()),
             ".ci/run",
         ],
     ],

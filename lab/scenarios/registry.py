@@ -18,6 +18,7 @@ from lab.scenarios.leave import alarm, crash, manager_rollover, scale_in, spot
 from lab.scenarios.overlap import terminate_joining
 from lab.scenarios.replacement import managers_replaced
 from lab.scenarios.report import NotImplementedScenario, Report, check_timeline_schemas
+from lab.scenarios.seed import seed
 
 log = logging.getLogger("lab.scenarios")
 
@@ -34,6 +35,7 @@ SCENARIOS: dict[str, Scenario] = {
     "managers-replaced": managers_replaced,
     "rotate": rotate,
     "alarm": alarm,
+    "seed": seed,
 }
 
 

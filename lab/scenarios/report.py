@@ -50,6 +50,7 @@ def timeline(lab: Lab) -> str:
         who = " ".join(
             x
             for x in (
+                f"stack={d['stack']}" if d.get("stack") else None,
                 d.get("instanceId"),
                 f"({d['role']})" if d.get("role") else None,
                 f"node={d['nodeId'][:12]}" if d.get("nodeId") else None,

@@ -105,26 +105,26 @@ def wait_swarm(lab: Lab, managers: int, workers: int, timeout: float) -> dict:
     return settle(ready, timeout, every=2.0) or swarm_view(lab)
 
 
-def form_swarm(lab: Lab, r: Report, timeout: float) -> dict:
-    """Three managers and three workers from empty groups, checked: the start of every scenario."""
-    lab.set_desired("manager", 3)
-    lab.set_desired("worker", 3)
-    view = wait_swarm(lab, 3, 3, timeout)
+def form_swarm(lab: Lab, r: Report, timeout: float, managers: int = 3, workers: int = 3) -> dict:
+    """A swarm of ``managers`` + ``workers`` from empty groups, checked: the start of every scenario."""
+    lab.set_desired("manager", managers)
+    lab.set_desired("worker", workers)
+    view = wait_swarm(lab, managers, workers, timeout)
     nodes = view["nodes"]
     r.check(
-        "all six instances InService (lifecycle actions completed)",
-        len(lab.instances("manager")) == 3 and len(lab.instances("worker")) == 3,
+        f"all {managers + workers} instances InService (lifecycle actions completed)",
+        len(lab.instances("manager")) == managers and len(lab.instances("worker")) == workers,
         str(lab.autoscaling.snapshot() if lab.autoscaling else ""),
     )
     r.check("a leader answers", view["leader"] is not None)
     r.check(
-        "six nodes Ready",
-        sum(1 for n in nodes if n.get("Status") == "Ready") == 6,
+        f"{managers + workers} nodes Ready",
+        sum(1 for n in nodes if n.get("Status") == "Ready") == managers + workers,
         f"{[(n.get('Hostname'), n.get('Status')) for n in nodes]}",
     )
     r.check(
-        "three managers Reachable, one of them Leader",
-        sum(1 for n in nodes if n.get("ManagerStatus") in ("Leader", "Reachable")) == 3
+        f"{managers} managers Reachable, one of them Leader",
+        sum(1 for n in nodes if n.get("ManagerStatus") in ("Leader", "Reachable")) == managers
         and sum(1 for n in nodes if n.get("ManagerStatus") == "Leader") == 1,
     )
     r.check(
@@ -179,15 +179,20 @@ def free_ip(lab: Lab) -> str:
 
 
 # -- a service on the workers ---------------------------------------------------------------------------
-def running_tasks(leader: Any) -> dict[str, int]:
-    """Hostname -> running tasks of SERVICE, as the leader lists them."""
+def service_tasks(leader: Any, service: str) -> list[dict]:
+    """The running tasks of ``service`` as the leader lists them (`docker service ps` rows, full ids)."""
     ps = leader.node.docker(
-        "service", "ps", SERVICE, "--filter", "desired-state=running", "--format", "{{json .}}", timeout=20
-    )
+        "service", "ps", service, "--no-trunc", "--filter", "desired-state=running", "--format", "{{json .}}",
+        timeout=20,
+    )  # fmt: skip
+    return [t for t in json_lines(ps.stdout) if str(t.get("CurrentState", "")).startswith("Running")]
+
+
+def running_tasks(leader: Any, service: str = SERVICE) -> dict[str, int]:
+    """Hostname -> running tasks of ``service``, as the leader lists them."""
     out: dict[str, int] = {}
-    for t in json_lines(ps.stdout):
-        if str(t.get("CurrentState", "")).startswith("Running"):
-            out[t["Node"]] = out.get(t["Node"], 0) + 1
+    for t in service_tasks(leader, service):
+        out[t["Node"]] = out.get(t["Node"], 0) + 1
     return out
 
 
