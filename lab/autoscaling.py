@@ -193,7 +193,8 @@ class AutoScaling:
     def _launch(self, group: Any, count: int) -> None:
         before = {s.instance.id for s in group.instance_states}
         tags = group.get_propagated_tags()
-        self._originals["replace"](group, count, tags)
+        for _ in range(count):
+            self._launch_in_emptiest_zone(group, dict(tags))
         hooks = self.hooks(group.name, LAUNCHING)
         for state in group.instance_states:
             if state.instance.id in before:
@@ -204,6 +205,21 @@ class AutoScaling:
                 self._hold(group, state.instance.id, LAUNCHING, hooks)
             else:
                 state.lifecycle_state = "InService"
+
+    def _launch_in_emptiest_zone(self, group: Any, tags: dict[str, str]) -> None:
+        """One instance, in the subnet (one per zone in the lab) with the fewest of the group's live
+        instances, the first listed on a tie: Auto Scaling keeps a group balanced over its zones.
+        moto launches into the first subnet of VPCZoneIdentifier, so that one is listed first."""
+        listed = group.vpc_zone_identifier
+        subnets = [s for s in (listed or "").split(",") if s]
+        if len(subnets) > 1:
+            live = [s.instance.subnet_id for s in group.instance_states if s.lifecycle_state in COUNTED]
+            emptiest = min(subnets, key=live.count)
+            group.vpc_zone_identifier = ",".join([emptiest, *(s for s in subnets if s != emptiest)])
+        try:
+            self._originals["replace"](group, 1, tags)
+        finally:
+            group.vpc_zone_identifier = listed
 
     def _hold(self, group: Any, instance_id: str, transition: str, hooks: list[Any]) -> None:
         pending = Pending(instance_id, group.name, transition)

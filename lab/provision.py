@@ -5,12 +5,14 @@ lifecycle hooks, launch templates, security groups, the state table, the SSM doc
 real content, Parameter Store parameters, KMS key and alias, queues, bucket, the event bus, rules
 (their real patterns), alarms. Lambda functions are not created in moto: the lab runs them (see
 ``lab.lambdas``); their environment is the template's, resolved against what was created here.
-The template's VPC and subnets all map to the lab's one VPC/subnet, whose CIDR is the lab bridge's
-subnet, so moto's private IPs are the namespaces' IPs.
+The template's VPC maps to the lab's one VPC, whose CIDR is the lab bridge's subnet, and each of its
+subnets to the lab subnet of its Availability Zone: a quarter of the bridge's subnet per zone (zones
+a to d), so moto's private IPs are the namespaces' IPs and an instance's zone is its subnet's.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -55,7 +57,8 @@ class Provisioner(ProvisionWiring):
         self._busy: set[str] = set()
         self._clients: dict[str, Any] = {}
         self.vpc_id = ""
-        self.subnet_id = ""
+        self.subnet_id = ""  # zone a's
+        self.subnets: dict[str, str] = {}  # zone -> subnet id
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -67,9 +70,7 @@ class Provisioner(ProvisionWiring):
         self.t.set_parameters(self._parameter_value)
         ec2 = self.client("ec2")
         self.vpc_id = ec2.create_vpc(CidrBlock=self.subnet_cidr)["Vpc"]["VpcId"]
-        self.subnet_id = ec2.create_subnet(
-            VpcId=self.vpc_id, CidrBlock=self.subnet_cidr, AvailabilityZone=f"{self.region.name}a"
-        )["Subnet"]["SubnetId"]
+        self.subnet_id = self._subnet_of(f"{self.region.name}a")
         for lid in self.t.creation_order(list(self.t.resources)):
             self.ensure(lid)
         self._functions()
@@ -143,8 +144,22 @@ class Provisioner(ProvisionWiring):
     def _create_AWS__EC2__VPC(self, res: Any) -> tuple[str, dict]:
         return self.vpc_id, {"VpcId": self.vpc_id, "CidrBlock": self.subnet_cidr}
 
+    def _subnet_of(self, zone: str) -> str:
+        """The lab subnet of a zone of this region (a to d), made on first use."""
+        if zone not in self.subnets:
+            letters = "abcd"
+            if not zone.startswith(self.region.name) or zone[len(self.region.name) :] not in letters:
+                raise TemplateError(f"zone {zone!r}: the lab has zones {self.region.name}a to d")
+            quarters = list(ipaddress.IPv4Network(self.subnet_cidr).subnets(prefixlen_diff=2))
+            cidr = str(quarters[letters.index(zone[-1])])
+            self.subnets[zone] = self.client("ec2").create_subnet(
+                VpcId=self.vpc_id, CidrBlock=cidr, AvailabilityZone=zone
+            )["Subnet"]["SubnetId"]
+        return self.subnets[zone]
+
     def _create_AWS__EC2__Subnet(self, res: Any) -> tuple[str, dict]:
-        return self.subnet_id, {"SubnetId": self.subnet_id, "AvailabilityZone": f"{self.region.name}a"}
+        zone = self._props(res).get("AvailabilityZone") or f"{self.region.name}a"
+        return self._subnet_of(zone), {"SubnetId": self._subnet_of(zone), "AvailabilityZone": zone}
 
     def _create_AWS__EC2__SecurityGroup(self, res: Any) -> tuple[str, dict]:
         p = self._props(res)
@@ -173,12 +188,16 @@ class Provisioner(ProvisionWiring):
     def _create_AWS__AutoScaling__AutoScalingGroup(self, res: Any) -> tuple[str, dict]:
         p = self._props(res)
         name = p.get("AutoScalingGroupName") or self.t.generated_name(res.logical_id)
+        subnets = p.get("VPCZoneIdentifier") or []
+        subnets = subnets.split(",") if isinstance(subnets, str) else subnets
+        # The lab's subnets only (an existing VPC's subnet ids name nothing here), each zone once.
+        subnets = [s for s in subnets if s in self.subnets.values()] or [self.subnet_id]
         kw: dict[str, Any] = {
             "AutoScalingGroupName": name,
             "MinSize": 0,
             "MaxSize": int(p.get("MaxSize", 1)),
             "DesiredCapacity": 0,
-            "VPCZoneIdentifier": self.subnet_id,
+            "VPCZoneIdentifier": ",".join(dict.fromkeys(subnets)),
         }
         if "LaunchTemplate" in p:
             lt = p["LaunchTemplate"]

@@ -143,6 +143,9 @@ def test_provision_creates_what_the_handlers_need(tmp_path: Path):
             "events"
         ]
         assert [json.loads(e["message"])["detail-type"] for e in logged] == ["Node Joined"]
-        # The lab's subnet is the bridge's: moto's private IPs are the namespaces' IPs
+        # The lab's subnets are quarters of the bridge's, one per zone: moto's private IPs are the
+        # namespaces' IPs, and the template's subnet in the first zone is the first quarter
         subnets = region.client("ec2").describe_subnets()["Subnets"]
-        assert any(s["CidrBlock"] == "10.97.0.0/24" for s in subnets)
+        assert any(
+            s["CidrBlock"] == "10.97.0.0/26" and s["AvailabilityZone"] == "eu-west-1a" for s in subnets
+        )
