@@ -29,14 +29,7 @@ CASES = [
     "manager-rollover",
     "managers-replaced",
     "alarm",
-    pytest.param(
-        "seed",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="the stacks flow (a Compose file in the bucket deployed, Stack Deployed on the bus) "
-            "and the node labels at join are not on main yet",
-        ),
-    ),
+    "seed",
 ]
 
 
