@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from cli_run import add_timeline, cli, fake_control_plane
+from cli_run import add_timeline, cli, fake_control_plane, publish
 from join_world import CLUSTER, REGION, WORKERS, load_event
 
 from swarmkeeper_cli.errors import Exit
@@ -116,6 +116,21 @@ def test_rotate_tokens_runs_the_rotation_and_waits_for_join_tokens_rotated(world
     assert handler == "rotate_tokens"
     event = cli("events", "--json", "--type", "Join Tokens Rotated", clock=time.time).json
     assert event["detail"]["correlationId"] == payload["id"]
+
+
+def test_rotate_tokens_waits_for_its_own_rotation_not_anothers(world, cluster, control_plane):
+    # Given another rotation's Join Tokens Rotated arriving while ours runs
+    def rotated() -> None:
+        (rotate,) = world.sent("rotate-tokens")
+        world.finish(rotate, stdout="rotated=worker,manager\n")
+
+    def another() -> None:
+        publish("Join Tokens Rotated", role="manager", instanceId="i-0fffffffffffffff0")
+
+    # When / Then: the CLI's answer is its own rotation's event
+    result = cli("rotate-tokens", "--json", clock=time.time, sleep=steps_of(world, another, rotated))
+    ((_, _, payload),) = control_plane["lambda"].invoked
+    assert result.code == Exit.OK and result.json["event"]["detail"]["correlationId"] == payload["id"]
 
 
 def test_rotate_tokens_that_fails_on_the_manager(world, cluster, control_plane):
