@@ -169,6 +169,20 @@ class Provisioner(ProvisionWiring):
         )["GroupId"]
         return gid, {"GroupId": gid, "VpcId": self.vpc_id}
 
+    def _create_AWS__ElasticLoadBalancingV2__LoadBalancer(self, res: Any) -> tuple[str, dict]:
+        # In the lab's one subnet: its listeners are played by lab.forwarder on the lab bridge.
+        p = self._props(res)
+        created = self.client("elbv2").create_load_balancer(
+            Name=p.get("Name") or self.t.generated_name(res.logical_id),
+            Subnets=[self.subnet_id],
+            SecurityGroups=list(p.get("SecurityGroups") or []),
+            Scheme=p.get("Scheme", "internal"),
+            Type=p.get("Type", "network"),
+        )["LoadBalancers"][0]
+        arn = created["LoadBalancerArn"]
+        full_name = arn.split(":loadbalancer/", 1)[-1]
+        return arn, {"LoadBalancerFullName": full_name, "DNSName": created["DNSName"]}
+
     def _create_AWS__EC2__LaunchTemplate(self, res: Any) -> tuple[str, dict]:
         p = self._props(res)
         name = p.get("LaunchTemplateName") or self.t.generated_name(res.logical_id)

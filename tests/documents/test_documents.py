@@ -457,7 +457,8 @@ def test_describe_swarm_lists_every_node_compactly(lab: Lab):
     assert run.returncode == 0, run.stderr
     lines = run.stdout.strip().splitlines()
     assert lines[-1] == "nodes=3"
-    rows = {line.split()[0]: line.split() for line in lines[:-1]}
+    assert lines[0] == "ports=0"  # no service publishes a port yet
+    rows = {line.split()[0]: line.split() for line in lines[1:-1]}
     assert set(rows) == {lab.ids[n] for n in "abc"}
     a, b, c = (rows[lab.ids[n]] for n in "abc")
     assert a[1:] == ["manager", "ready", "active", "leader", lab.a.ip, lab.a.hostname]
@@ -467,6 +468,36 @@ def test_describe_swarm_lists_every_node_compactly(lab: Lab):
         f"{lab.a.ip}:2377",
         f"{lab.c.ip}:2377",
     ]
+
+
+def test_describe_swarm_reports_published_ports_and_the_certificate_label(lab: Lab):
+    # Given a host-mode service publishing two ports, one TCP with a hostile certificate label, and
+    # a service publishing nothing
+    label = "swarmkeeper.lb.certificate=$(reboot) x\nport evil tcp 22 22 host -"
+    lab.docker(
+        lab.a, "service", "create", "--detach", "--name", "edge", "--no-resolve-image",
+        "--endpoint-mode", "dnsrr", "--label", label, "--stop-grace-period", "1s",
+        "--publish", "mode=host,published=18080,target=80",
+        "--publish", "mode=host,published=15353,target=53,protocol=udp",
+        IMAGE, "sleep", "3600",
+    )  # fmt: skip
+    lab.docker(
+        lab.a, "service", "create", "--detach", "--name", "quiet", "--no-resolve-image",
+        "--endpoint-mode", "dnsrr", "--stop-grace-period", "1s", IMAGE, "sleep", "3600",
+    )  # fmt: skip
+    try:
+        # When describe-swarm runs and the control plane reads it
+        run = lab.run(lab.c, "describe-swarm", ParameterPrefix=PARAMS, Region=REGION)
+        assert run.returncode == 0, run.stderr
+        listing = parse_describe_swarm(run.stdout)
+        # Then both ports are there with their mode, and the label stays one field
+        assert listing.skipped_ports == () and listing.skipped == ()
+        ports = sorted((p.service, p.protocol, p.published, p.target, p.mode) for p in listing.ports or ())
+        assert ports == [("edge", "tcp", 18080, 80, "host"), ("edge", "udp", 15353, 53, "host")]
+        assert {p.certificate for p in listing.ports or ()} == {"$(reboot) x\nport evil tcp 22 22 host -"}
+        assert len(listing.nodes) == 3
+    finally:
+        lab.docker(lab.a, "service", "rm", "edge", "quiet")
 
 
 # A line an old describe-swarm read as a leader at 6.6.6.6:1 (its awk took fields 5 and 6).

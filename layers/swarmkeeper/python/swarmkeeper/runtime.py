@@ -34,9 +34,11 @@ from swarmkeeper.domain.models import ClusterIdentity
 from swarmkeeper.settings import RuntimeSettings
 
 if TYPE_CHECKING:
+    from swarmkeeper.adapters.load_balancer import LoadBalancerTargets
     from swarmkeeper.flows.commands import CommandStatusRouter
     from swarmkeeper.flows.join import JoinFlow
     from swarmkeeper.flows.leave import LeaveFlow
+    from swarmkeeper.flows.listeners import ListenersFlow
     from swarmkeeper.flows.reconcile import Reconcile
     from swarmkeeper.flows.rotation import TokenRotation
     from swarmkeeper.flows.stacks import StackFlow
@@ -49,12 +51,12 @@ COMMANDS = "commands"
 _MODULES = {
     JOIN: ("swarmkeeper.flows.join",),
     # before a manager removal the exit flow asks reconcile for a fresh swarm view
-    LEAVE: ("swarmkeeper.flows.leave", "swarmkeeper.flows.reconcile"),
-    RECONCILE: ("swarmkeeper.flows.reconcile",),
+    LEAVE: ("swarmkeeper.flows.leave", "swarmkeeper.flows.reconcile", "swarmkeeper.flows.listeners"),
+    RECONCILE: ("swarmkeeper.flows.reconcile", "swarmkeeper.flows.listeners"),
     ROTATION: ("swarmkeeper.flows.rotation",),
     STACKS: ("swarmkeeper.flows.stacks",),
     # routes a command's status to whichever flow sent it: imports all of them
-    COMMANDS: ("swarmkeeper.flows.commands",),
+    COMMANDS: ("swarmkeeper.flows.commands", "swarmkeeper.flows.listeners"),
 }
 
 
@@ -169,7 +171,36 @@ class Runtime:
             steps=self.steps,
         )
         grace = timedelta(seconds=self.settings.reconcile_down_grace_seconds)
-        return Reconcile(self.settings, adapters, self.clock, ReconcileSettings(down_grace=grace))
+        listeners = self.listeners
+        follow = listeners.follow if listeners is not None else None
+        return Reconcile(self.settings, adapters, self.clock, ReconcileSettings(down_grace=grace), follow)
+
+    @cached_property
+    def load_balancer(self) -> LoadBalancerTargets | None:
+        s = self.settings
+        if s.load_balancer is None:
+            return None
+        from swarmkeeper.adapters.load_balancer import LoadBalancerTargets
+
+        clients = self.clients
+        return LoadBalancerTargets(
+            clients.elbv2,
+            clients.autoscaling,
+            clients.ec2,
+            s.load_balancer,
+            s.cluster_name,
+            s.worker_group_name,
+        )
+
+    @cached_property
+    def listeners(self) -> ListenersFlow | None:
+        if self.load_balancer is None:
+            return None
+        from swarmkeeper.domain.listeners import ListenerPolicy
+        from swarmkeeper.flows.listeners import ListenersFlow
+
+        policy = ListenerPolicy(self.settings.cluster_name, self.settings.region)
+        return ListenersFlow(policy, self.load_balancer, self.bus)
 
     @cached_property
     def leave(self) -> LeaveFlow:
@@ -185,7 +216,13 @@ class Runtime:
             rebalance_drain_workers=s.rebalance_drain_workers,
         )
         adapters = LeaveAdapters(
-            self.instances, self.lifecycle, self.run_commands, self.state, self.steps, self.bus
+            self.instances,
+            self.lifecycle,
+            self.run_commands,
+            self.state,
+            self.steps,
+            self.bus,
+            self.load_balancer,
         )
         return LeaveFlow(
             s,

@@ -23,6 +23,38 @@ _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 
 @dataclass(frozen=True)
+class LoadBalancerSettings:
+    """The cluster's load balancer (LOAD_BALANCER_ARN and the variables that go with it)."""
+
+    load_balancer_arn: str
+    security_group: str  # the load balancer's own group: clients in, on the listener ports
+    target_security_group: str  # on every worker: the load balancer in, on the published ports
+    client_cidr: str
+    target_group_prefix: str
+    vpc_id: str
+    deregistration_delay_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LoadBalancerSettings | None:
+        if not env.get("LOAD_BALANCER_ARN", "").strip():
+            return None
+        delay = _required(env, "DEREGISTRATION_DELAY_SECONDS").strip()
+        if not delay.isdigit() or int(delay) > 3600:
+            raise SettingsError(
+                f"environment variable DEREGISTRATION_DELAY_SECONDS={delay!r} must be 0-3600 seconds"
+            )
+        return cls(
+            load_balancer_arn=_match(env, "LOAD_BALANCER_ARN", r"arn:aws[a-z-]*:elasticloadbalancing:\S+"),
+            security_group=_match(env, "LOAD_BALANCER_SECURITY_GROUP", r"sg-[0-9a-f]{8,17}"),
+            target_security_group=_match(env, "TARGET_SECURITY_GROUP", r"sg-[0-9a-f]{8,17}"),
+            client_cidr=_match(env, "LOAD_BALANCER_CLIENT_CIDR", r"[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}"),
+            target_group_prefix=_match(env, "TARGET_GROUP_PREFIX", r"sk-[0-9a-f]{8}-"),
+            vpc_id=_match(env, "VPC_ID", r"vpc-[0-9a-f]{8,17}"),
+            deregistration_delay_seconds=int(delay),
+        )
+
+
+@dataclass(frozen=True)
 class RuntimeSettings:
     cluster_name: str
     manager_group_name: str
@@ -48,6 +80,8 @@ class RuntimeSettings:
     # RECONCILE_DOWN_GRACE_SECONDS, optional: how long a node stays Down on a running instance before
     # reconcile marks the instance Unhealthy (default 600; the lab sets a few seconds).
     reconcile_down_grace_seconds: int = 600
+    # LOAD_BALANCER_ARN and the rest (README contract); None without it: no listeners follow the swarm.
+    load_balancer: LoadBalancerSettings | None = None
     # CONTAINER_LOG_GROUP, ECR_REGISTRY, optional: bootstrap-node's log group for containers (empty:
     # they log on the node) and the account's ECR registry (empty: no credential helper).
     container_log_group: str = ""
@@ -80,6 +114,7 @@ class RuntimeSettings:
             region=_region(env),
             rebalance_drain_workers=_flag(env, "REBALANCE_DRAIN_WORKERS", default=True),
             reconcile_down_grace_seconds=_seconds(env, "RECONCILE_DOWN_GRACE_SECONDS", default=600),
+            load_balancer=LoadBalancerSettings.from_env(env),
             container_log_group=_optional(env, "CONTAINER_LOG_GROUP", rf"/swarmkeeper/{_CLUSTER}/containers"),
             ecr_registry=_optional(env, "ECR_REGISTRY", _ECR_REGISTRY),
         )

@@ -57,3 +57,7 @@ class AwsClients:
     @cached_property
     def s3(self) -> Any:
         return self._client("s3")
+
+    @cached_property
+    def elbv2(self) -> Any:
+        return self._client("elbv2")

@@ -50,6 +50,7 @@ from swarmkeeper.domain.leave_types import (
     BootstrapReported,
     CompleteTerminate,
     CreateLeave,
+    DeregisterTargets,
     ForgetNode,
     Heartbeat,
     LeaveAction,
@@ -91,6 +92,7 @@ _STAGE_OF = {DRAIN: LeaveStage.DRAINING, LEAVE: LeaveStage.LEAVING, REMOVE: Leav
 
 BOOTSTRAP_RESULT = "the result of the bootstrap-node in flight"
 ADMISSION = "the join's admission to be announced"
+DEREGISTRATION = "its deregistration from the load balancer's targets"
 
 # -------------------------------------------------------------------------------------- decide
 
@@ -387,6 +389,11 @@ def _stop_awaiting(op: LeaveOp, now: float, p: LeavePolicy) -> LeaveDecision:
 
 
 def _send_drain(op: LeaveOp, f: LeaveFacts, now: float, p: LeavePolicy) -> LeaveDecision:
+    if f.load_balanced and now < op.drain_deadline:
+        # Out of the load balancer first (as Auto Scaling does before the terminate hook): no connection
+        # reaches the node while its tasks move, nor after CONTINUE.
+        d = _wait(op, DEREGISTRATION, now, p, _bounded(p.poll_seconds, op.drain_deadline - now))
+        return replace(d, actions=(DeregisterTargets(op.instance_id), *d.actions))
     target = _pick(op, f)
     if target is None:
         if now >= op.drain_deadline:

@@ -124,6 +124,7 @@ class LeaveFacts:
     lock_holder: str | None = None  # holder of an unexpired manager-change lock
     replacements: GroupLaunches = field(default_factory=GroupLaunches)  # what the manager group brings in
     bootstrap: BootstrapReported | None = None  # the join's bootstrap-node in flight, as read now
+    load_balanced: bool = False  # still a target (any state but out) of the cluster's load balancer
 
 
 # ------------------------------------------------------------------------------------- actions
@@ -164,6 +165,13 @@ class CompleteTerminate:
 
 
 @frozen
+class DeregisterTargets:
+    """Out of every target group of the cluster's load balancer (no new connection is sent to it)."""
+
+    instance_id: str
+
+
+@frozen
 class ScheduleLeaveStep:
     step: LeaveStepDue
     delay_seconds: int
@@ -192,6 +200,7 @@ LeaveAction = (
     | SendCommand
     | Heartbeat
     | CompleteTerminate
+    | DeregisterTargets
     | ScheduleLeaveStep
     | RequestView
     | ReleaseManagerLock

@@ -20,10 +20,18 @@ from typing import TypeVar
 from urllib.parse import quote_plus, unquote_plus
 
 from swarmkeeper.domain.frozen import frozen
+from swarmkeeper.domain.listeners import PublishedPort
 from swarmkeeper.domain.models import Role
 
 NODE_ID_PATTERN = re.compile(r"^[a-z0-9]{25}$")
 _TRAILER = re.compile(r"^nodes=(\d+)$")
+_PORTS_TRAILER = re.compile(r"^ports=(\d+)$")
+_PORT_LINE = "port"
+_PORT_FORMAT = "port <service> <protocol> <published> <target> <mode> <certificate or ->"
+_PORT_FIELDS = 7
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_PROTOCOLS = ("tcp", "udp", "sctp")
+_MODES = ("ingress", "host")
 _LINE_FORMAT = "<id> <role> <state> <availability> <manager-status or -> <addr> <hostname>"
 _FIELD_COUNT = 7
 _NO_MANAGER_STATUS = "-"
@@ -119,6 +127,9 @@ class SkippedLine:
 class SwarmListing:
     nodes: tuple[SwarmNode, ...]
     skipped: tuple[SkippedLine, ...] = ()
+    # The services' published ports; None when the output has no port section (nothing is known).
+    ports: tuple[PublishedPort, ...] | None = None
+    skipped_ports: tuple[SkippedLine, ...] = ()
 
     @property
     def may_miss_a_manager(self) -> bool:
@@ -191,7 +202,8 @@ def parse_describe_swarm(output: str) -> SwarmListing:
     skipped: list[SkippedLine] = []
     seen: set[str] = set()
     leader: str | None = None
-    for number, line in numbered[:-1]:
+    ports, skipped_ports, body = _port_section(numbered[:-1])
+    for number, line in body:
         if _TRAILER.match(line):
             raise SwarmViewError("the `nodes=<count>` trailer must be the last line", number)
         try:
@@ -214,7 +226,70 @@ def parse_describe_swarm(output: str) -> SwarmListing:
             "(output truncated?)",
             trailer_number,
         )
-    return SwarmListing(tuple(nodes), tuple(skipped))
+    return SwarmListing(tuple(nodes), tuple(skipped), ports, skipped_ports)
+
+
+def parse_port_line(line: str, line_number: int | None = None) -> PublishedPort:
+    fields = [unquote_plus(field) for field in line.split()]
+    if len(fields) != _PORT_FIELDS or fields[0] != _PORT_LINE:
+        raise SwarmViewError(
+            f"expected {_PORT_FIELDS} fields `{_PORT_FORMAT}`, got {len(fields)}: {_excerpt(line)}",
+            line_number,
+        )
+    _, service, protocol, published, target, mode, certificate = fields
+    if not _SERVICE_NAME.match(service):
+        raise SwarmViewError(f"service name is not one Swarm allows: {_excerpt(service)}", line_number)
+    if protocol not in _PROTOCOLS or mode not in _MODES:
+        raise SwarmViewError(f"service {service}: protocol {protocol!r} / mode {mode!r} unknown", line_number)
+    numbers = [_port_number(value) for value in (published, target)]
+    if None in numbers:
+        raise SwarmViewError(
+            f"service {service}: ports must be whole numbers: {published!r} {target!r}", line_number
+        )
+    return PublishedPort(
+        service=service,
+        protocol=protocol,
+        published=numbers[0] or 0,
+        target=numbers[1] or 0,
+        mode=mode,
+        certificate="" if certificate == _NO_MANAGER_STATUS else certificate,
+    )
+
+
+def _port_number(value: str) -> int | None:
+    if value == _NO_MANAGER_STATUS:
+        return 0  # Go prints `-` for an unset (zero) port
+    return int(value) if re.fullmatch(r"[0-9]{1,6}", value) else None
+
+
+def _port_section(
+    lines: list[tuple[int, str]],
+) -> tuple[tuple[PublishedPort, ...] | None, tuple[SkippedLine, ...], list[tuple[int, str]]]:
+    """The port lines and their ``ports=<count>`` line, if the output has them, and the node lines.
+
+    The count must match, or the section is not trusted (None: the ports are unknown)."""
+    trailer = next(
+        ((i, n, m) for i, (n, line) in enumerate(lines) if (m := _PORTS_TRAILER.match(line))), None
+    )
+    if trailer is None:
+        return None, (), [(n, line) for n, line in lines if not _is_port_line(line)]
+    index, number, match = trailer
+    section, body = lines[:index], lines[index + 1 :]
+    ports: list[PublishedPort] = []
+    skipped: list[SkippedLine] = []
+    for line_number, line in section:
+        try:
+            ports.append(parse_port_line(line, line_number))
+        except SwarmViewError as err:
+            skipped.append(SkippedLine(line_number, str(err), may_be_manager=False))
+    if int(match.group(1)) != len(section):
+        why = f"ports={match.group(1)} but {len(section)} port lines were read"
+        return None, (SkippedLine(number, why, may_be_manager=False),), body
+    return tuple(ports), tuple(skipped), body
+
+
+def _is_port_line(line: str) -> bool:
+    return line.split(maxsplit=1)[0] == _PORT_LINE
 
 
 def _may_be_manager(line: str) -> bool:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
 from swarmkeeper.domain.kernel import NON_TERMINAL, Decision, Outcome
 from swarmkeeper.domain.leave import DRAIN, LEAVE, REMOVE
 from swarmkeeper.domain.reconcile_pass import DESCRIBE
@@ -15,6 +19,11 @@ from swarmkeeper.flows.rotation import TokenRotation
 from swarmkeeper.flows.stacks import StackFlow
 from swarmkeeper.inputs import CommandStatusChange
 from swarmkeeper.settings import RuntimeSettings
+
+logger = Logger(child=True)
+# A stack deployed or removed changes the published ports: a reconcile pass at once, in which the
+# load balancer's listeners follow.
+STACK_CHANGED = (Outcome.DEPLOYED, Outcome.STACK_REMOVED)
 
 
 class CommandStatusRouter:
@@ -63,7 +72,10 @@ class CommandStatusRouter:
         if action == ROTATE:
             return self.rotation.finished(change.command_id, change.instance_id, change.status)
         if action in (DEPLOY_STACK, REMOVE_STACK):
-            return self.stacks.finished(action, change.command_id, change.instance_id, change.status)
+            stack = self.stacks.finished(action, change.command_id, change.instance_id, change.status)
+            if stack.outcome in STACK_CHANGED and self.reconcile.follow_ports is not None:
+                self._follow_stack(stack, change.correlation_id)
+            return stack
         if action == DESCRIBE:
             return self.reconcile.finished(change.command_id, change.instance_id, change.status)
         if action in (DRAIN, LEAVE, REMOVE):
@@ -75,3 +87,10 @@ class CommandStatusRouter:
                 action, change.command_id, change.instance_id, change.status, invocation
             )
         return Decision(Outcome.IGNORE, f"unknown action {action}")
+
+    def _follow_stack(self, decision: Decision[Any], correlation_id: str) -> None:
+        try:
+            started = self.reconcile.start(correlation_id, f"stack {decision.outcome}: listeners follow")
+            logger.info("reconcile pass for the stack's ports", extra={"reason": started.reason})
+        except Exception:  # the scheduled pass follows the ports anyway
+            logger.exception("could not start a reconcile pass after the stack changed")

@@ -25,6 +25,7 @@ from swarmkeeper.adapters.bus import EventBus
 from swarmkeeper.adapters.commands import AgentNotRegistered, Invocation, RunCommands
 from swarmkeeper.adapters.instances import Ec2Instances
 from swarmkeeper.adapters.lifecycle import LifecycleActions
+from swarmkeeper.adapters.load_balancer import LoadBalancerTargets
 from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain import outputs
@@ -36,6 +37,7 @@ from swarmkeeper.domain.leave_types import (
     BootstrapReported,
     CompleteTerminate,
     CreateLeave,
+    DeregisterTargets,
     ForgetNode,
     Heartbeat,
     LeaveAction,
@@ -98,6 +100,7 @@ class LeaveAdapters:
     state: StateTable
     steps: StepQueue
     bus: EventBus
+    targets: LoadBalancerTargets | None = None  # the cluster's load balancer, when it has one
 
 
 class LeaveFlow:
@@ -197,7 +200,20 @@ class LeaveFlow:
         if role is Role.MANAGER:
             holder = known.get(_LOCK_HOLDER, lambda: a.state.manager_lock_holder(self.clock()))
             launches = known.get(_LAUNCHES, lambda: a.lifecycle.launches(self.settings.manager_group_name))
-        facts = LeaveFacts(instance, role, node_id, join, view, managers, holder, launches, bootstrap)
+        load_balanced = False
+        draining = leave is None or leave.stage is LeaveStage.DRAINING
+        if (
+            a.targets is not None
+            and role is Role.WORKER
+            and draining
+            and instance is not None
+            and not instance.gone
+        ):
+            targets = a.targets
+            load_balanced = known.get(("targeted", iid), lambda: bool(targets.targeted(iid)))
+        facts = LeaveFacts(
+            instance, role, node_id, join, view, managers, holder, launches, bootstrap, load_balanced
+        )
         return _Facts(facts, leave)
 
     def execute(self, action: LeaveAction, _facts: _Facts, known: Known) -> None:
@@ -223,6 +239,12 @@ class LeaveFlow:
                     group, self.settings.terminate_hook_name, iid, str(LifecycleResult.CONTINUE)
                 )
                 logger.info("terminate lifecycle action", extra={"instance_id": iid, "completed": completed})
+            case DeregisterTargets(instance_id=iid):
+                groups = a.targets.deregister(iid) if a.targets is not None else ()
+                logger.info(
+                    "deregistered from the load balancer", extra={"instance_id": iid, "groups": groups}
+                )
+                known.forget(("targeted", iid))
             case ScheduleLeaveStep(step=step, delay_seconds=delay):
                 a.steps.schedule(step, delay)
             case RequestView(correlation_id=correlation_id, leaving=leaving):

@@ -114,8 +114,12 @@ class Reconcile:
         adapters: ReconcileAdapters,
         clock: Callable[[], float] = time.time,
         plan_settings: ReconcileSettings | None = None,
+        follow_ports: Callable[[SwarmListing, str], object] | None = None,
     ):
         self.settings = settings
+        # Given each listing a pass reads (the listeners follow the published ports in that pass).
+        self.follow_ports = follow_ports
+        self._read: tuple[SwarmListing, str] | None = None
         self.a = adapters
         self.clock = clock
         self.plan_settings = plan_settings or ReconcileSettings()
@@ -143,7 +147,20 @@ class Reconcile:
         return replace(raised, reason=f"{raised.reason}; {started.reason}")
 
     def finished(self, command_id: str, instance_id: str, status: str) -> ReconcileDecision:
-        return run(self, DescribeFinished(command_id, instance_id, status))
+        self._read = None
+        decision = run(self, DescribeFinished(command_id, instance_id, status))
+        read = self._take_read()
+        if read is not None and self.follow_ports is not None:
+            try:
+                self.follow_ports(*read)
+            except Exception:  # the pass itself is done; the next one converges the listeners
+                logger.exception("the listeners could not follow the published ports")
+                metrics.add_metric(name="ListenersFailed", unit=MetricUnit.Count, value=1)
+        return decision
+
+    def _take_read(self) -> tuple[SwarmListing, str] | None:
+        read, self._read = self._read, None
+        return read
 
     def removal_finished(self, status: str, invocation: Invocation, correlation_id: str) -> ReconcileDecision:
         """A remove-node this flow sent for a dead node (``invocation``: its result on the manager)."""
@@ -238,6 +255,7 @@ class Reconcile:
         listing = self._read_nodes(stimulus.command_id, stimulus.instance_id)
         if isinstance(listing, str):
             return self._retry_facts(pending, stimulus.instance_id, listing, known)
+        self._read = (listing, pending.correlation_id)
         for line in listing.skipped:
             logger.warning("describe-swarm line skipped", extra={"reason": redact(line.reason)})
         if listing.may_miss_a_manager:

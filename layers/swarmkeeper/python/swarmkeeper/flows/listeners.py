@@ -1,0 +1,94 @@
+"""The listeners flow: the load balancer follows the swarm's published ports.
+
+Entry point: ``follow`` (a describe-swarm listing the reconcile pass read, so the listeners converge
+within that pass). It runs the ``flows.flow`` loop once: gather the load balancer's state, ask
+``domain.listeners.decide_listeners``, execute: rules first, then listeners and target groups; the
+outcomes (Listener Created / Changed / Removed / Rejected) are published last, once done. Every action
+is idempotent, so a run that fails half-way is finished by the next pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_lambda_powertools import Logger
+
+from swarmkeeper.adapters.bus import EventBus
+from swarmkeeper.adapters.load_balancer import LoadBalancerTargets
+from swarmkeeper.domain.errors import SwarmkeeperError
+from swarmkeeper.domain.kernel import Decision, Outcome, Publish
+from swarmkeeper.domain.listeners import (
+    AllowPort,
+    ChangeListener,
+    CloseListener,
+    DeleteTargetGroup,
+    ListenerAction,
+    ListenerDecision,
+    ListenerPolicy,
+    LoadBalancerState,
+    OpenListener,
+    PublishedPort,
+    RevokePort,
+    decide_listeners,
+)
+from swarmkeeper.domain.swarm import SwarmListing
+from swarmkeeper.flows.flow import Known, run
+
+logger = Logger(child=True)
+
+
+class ListenersNotSettled(SwarmkeeperError):
+    """Never raised: one decision settles a pass."""
+
+
+@dataclass(frozen=True)
+class SwarmPorts:
+    ports: tuple[PublishedPort, ...]
+    complete: bool  # every port line was read
+    correlation_id: str
+
+
+class ListenersFlow:
+    name = "listeners"
+    max_rounds = 1
+    not_settled = ListenersNotSettled
+
+    def __init__(self, policy: ListenerPolicy, targets: LoadBalancerTargets, bus: EventBus):
+        self.policy = policy
+        self.targets = targets
+        self.bus = bus
+
+    def follow(self, listing: SwarmListing, correlation_id: str) -> ListenerDecision:
+        if listing.ports is None:
+            return Decision(Outcome.IGNORE, "the listing has no port section: ports unknown, nothing changed")
+        for line in listing.skipped_ports:
+            logger.warning("describe-swarm port line skipped", extra={"reason": line.reason})
+        return run(self, SwarmPorts(listing.ports, not listing.skipped_ports, correlation_id))
+
+    def gather(self, stimulus: SwarmPorts, known: Known) -> LoadBalancerState:
+        return self.targets.state()
+
+    def decide(self, stimulus: SwarmPorts, facts: LoadBalancerState) -> ListenerDecision:
+        return decide_listeners(
+            stimulus.ports, facts, self.policy, stimulus.correlation_id, stimulus.complete
+        )
+
+    def execute(self, action: ListenerAction, facts: LoadBalancerState, known: Known) -> None:
+        match action:
+            case AllowPort(port=port):
+                self.targets.allow(port)
+            case RevokePort(port=port):
+                self.targets.revoke(port)
+            case OpenListener(spec=spec):
+                arn = self.targets.open(spec)
+                logger.info("listener created", extra={"port": spec.port, "listener": arn})
+            case ChangeListener(listener=listener, spec=spec):
+                self.targets.change(listener, spec)
+            case CloseListener(listener=listener):
+                self.targets.close(listener)
+            case DeleteTargetGroup(target_group=group):
+                self.targets.delete_target_group(group)
+            case Publish(event=event):
+                self.bus.publish(event)
+            case _:
+                raise TypeError(f"unknown action {action!r}")
