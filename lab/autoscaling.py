@@ -91,6 +91,11 @@ class AutoScaling:
         self.launched: list[tuple[str, str, float]] = []  # (group, instance id, time)
         self.terminated: list[tuple[str, str, float]] = []
         self._outside: dict[str, float] = {}  # instance id -> when seen gone outside Auto Scaling
+        # Set by the lab when it plays the load balancer (lab.forwarder.Deregistrations): scale-in first
+        # deregisters the instance and waits out the target groups' delay, as AWS does.
+        self.deregistrations: Any = None
+        self.deregistered: list[tuple[str, float, float]] = []  # (instance id, began, ends)
+        self._deregistering: dict[str, float] = {}  # instance id -> monotonic end of its delay
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lab-autoscaling", daemon=True)
         self._originals: dict[str, Callable] = {}
@@ -259,6 +264,19 @@ class AutoScaling:
         old = self.pending.pop(state.instance.id, None)
         if old and old.transition == LAUNCHING:
             log.info("%s: launch action dropped, instance is terminating", state.instance.id)
+        iid = state.instance.id
+        if self.deregistrations is not None:
+            arns = list(getattr(group, "target_group_arns", None) or [])
+            delay = self.deregistrations.begin(self.region.backend("elbv2"), arns, iid)
+            if delay > 0:
+                # Out of the load balancer first; the terminate hook fires once the delay is over.
+                state.lifecycle_state = "Terminating"
+                self._deregistering[iid] = time.monotonic() + delay
+                self.deregistered.append((iid, time.time(), time.time() + delay))
+                return
+        self._hook_terminate(group, state)
+
+    def _hook_terminate(self, group: Any, state: Any) -> None:
         hooks = self.hooks(group.name, TERMINATING)
         if hooks:
             state.lifecycle_state = "Terminating:Wait"
@@ -383,6 +401,12 @@ class AutoScaling:
     def tick(self) -> None:
         now = time.monotonic()
         with self.lock:
+            for iid, until in list(self._deregistering.items()):
+                if now >= until:
+                    del self._deregistering[iid]
+                    found = self._find(iid)
+                    if found:
+                        self._hook_terminate(*found)
             for pending in list(self.pending.values()):
                 for action in list(pending.actions.values()):
                     if action.result is None and now >= action.deadline:

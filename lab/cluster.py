@@ -9,6 +9,7 @@ EventBridge router, SQS pollers, Auto Scaling clock, alarm evaluation and schedu
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -34,6 +35,7 @@ from lab.s3_events import S3Events
 from lab.template import Template, find_template
 
 log = logging.getLogger("lab")
+LOAD_BALANCER_HOST = 250  # the load balancer's lab address: this host number of the lab subnet
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -56,6 +58,7 @@ class LabConfig:
     # Added to (or overriding) every function's environment from the template, e.g.
     # {"RECONCILE_DOWN_GRACE_SECONDS": "2"}; Lab.set_function_env changes it while the lab runs.
     function_env: dict[str, str] = field(default_factory=dict)
+    deregistration_scale: float = 0.1  # the lab's time for the target groups' deregistration delays
 
 
 _RATE = re.compile(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)")
@@ -84,6 +87,8 @@ class Lab:
         self.agents: SsmAgents | None = None
         self.fleet: Fleet | None = None
         self.alarms: Alarms | None = None
+        self.forwarder: Any = None  # lab.forwarder.Forwarder when the stack has a load balancer
+        self.load_balancer_address = ""
         self.factory: EventFactory | None = None
         self.pollers: list[QueuePoller] = []
         self.started = time.time()
@@ -148,6 +153,7 @@ class Lab:
         self.router.captured_buses.update(self.stack.buses)
         for rule in self.stack.rules:
             self.router.add_rule(rule)
+        self._play_load_balancer()
         self.alarms = Alarms(self.region, self.factory, emit, self.stack.alarms, cfg.alarms)
         self.alarms.install()
         self.alarms.sources.append(self._aws_metrics)
@@ -183,6 +189,26 @@ class Lab:
                     t.start()
                     self._threads.append(t)
         self.started = time.time()
+
+    def _play_load_balancer(self) -> None:
+        """The stack's load balancer, if it has one: lab.forwarder carries its listeners' connections
+        on an address of the lab bridge, and the lab's Auto Scaling deregisters before it terminates."""
+        balancers = self.client("elbv2").describe_load_balancers()["LoadBalancers"]
+        if not balancers:
+            return
+        from lab.forwarder import Deregistrations, Forwarder
+
+        cfg = self.config
+        network = ipaddress.ip_network(cfg.subnet)
+        self.load_balancer_address = str(network.network_address + LOAD_BALANCER_HOST)
+        deregistrations = Deregistrations(scale=cfg.deregistration_scale)
+        deregistrations.install()
+        assert self.autoscaling is not None
+        self.autoscaling.deregistrations = deregistrations
+        self.forwarder = Forwarder(
+            self.region, cfg.bridge, self.load_balancer_address, network.prefixlen, deregistrations
+        )
+        self.forwarder.start(balancers[0]["LoadBalancerArn"])
 
     def _install_bus_capture(self) -> None:
         """Events the control plane puts on any bus reach the lab's router (rules + timeline capture)."""
@@ -362,6 +388,7 @@ class Lab:
             ("pollers", lambda: [p.stop() for p in self.pollers]),
             ("router", lambda: self.router and self.router.stop()),
             ("autoscaling", lambda: self.autoscaling and self.autoscaling.stop()),
+            ("forwarder", lambda: self.forwarder and self.forwarder.stop()),
             ("alarms", lambda: self.alarms and self.alarms.stop()),
             ("lambdas", lambda: self.lambdas and self.lambdas.close()),
             ("agents", lambda: self.agents and self.agents.close()),

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from lab.cluster import Lab
+from lab.scenarios.ingress import ingress
 from lab.scenarios.join import bootstrap, burst, rotate
 from lab.scenarios.leave import alarm, crash, manager_rollover, scale_in, spot
 from lab.scenarios.overlap import terminate_joining
@@ -36,6 +37,7 @@ SCENARIOS: dict[str, Scenario] = {
     "rotate": rotate,
     "alarm": alarm,
     "seed": seed,
+    "ingress": ingress,
 }
 
 

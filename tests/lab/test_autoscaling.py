@@ -189,3 +189,51 @@ def test_terminating_without_decrement_launches_the_replacement_at_once(asg):
     assert group["DesiredCapacity"] == 2
     launches = {e["detail"]["EC2InstanceId"] for e in events if "launch" in e["detail-type"]}
     assert set(new) <= launches
+
+
+def test_scale_in_deregisters_and_waits_out_the_delay_before_the_terminate_hook(asg):
+    from lab import patches
+    from lab.forwarder import Deregistrations
+
+    engine, client, ec2, events = asg
+    # Given two workers InService, registered in a target group attached to their group (delay 20 s,
+    # played at a tenth)
+    deregistrations = Deregistrations(scale=0.1)
+    deregistrations.install()
+    engine.deregistrations = deregistrations
+    try:
+        client.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
+        for iid in list(_states(client)):
+            client.complete_lifecycle_action(
+                AutoScalingGroupName=GROUP, LifecycleHookName="swarmkeeper-launch", InstanceId=iid,
+                LifecycleActionResult="CONTINUE",
+            )  # fmt: skip
+        elb = engine.region.client("elbv2")
+        vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+        group = elb.create_target_group(Name="sk-t-tcp-80", Protocol="TCP", Port=80, VpcId=vpc)
+        arn = group["TargetGroups"][0]["TargetGroupArn"]
+        elb.modify_target_group_attributes(
+            TargetGroupArn=arn, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "20"}]
+        )
+        client.attach_load_balancer_target_groups(AutoScalingGroupName=GROUP, TargetGroupARNs=[arn])
+        # When the group scales in by one
+        client.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=1)
+        (leaving,) = [i for i, state in _states(client).items() if state == "Terminating"]
+        # Then it is draining in the target group and no terminate action has fired yet
+        (health,) = elb.describe_target_health(TargetGroupArn=arn, Targets=[{"Id": leaving}])[
+            "TargetHealthDescriptions"
+        ]
+        assert health["TargetHealth"]["State"] == "draining"
+        terminate = "EC2 Instance-terminate Lifecycle Action"
+        assert not [e for e in events if e["detail-type"] == terminate]
+        # and once the delay is over it is out (unused) and the hook fires
+        time.sleep(2.5)
+        (health,) = elb.describe_target_health(TargetGroupArn=arn, Targets=[{"Id": leaving}])[
+            "TargetHealthDescriptions"
+        ]
+        assert health["TargetHealth"]["State"] == "unused"
+        assert [e["detail"]["EC2InstanceId"] for e in events if e["detail-type"] == terminate] == [leaving]
+        assert _states(client)[leaving] == "Terminating:Wait"
+    finally:
+        engine.deregistrations = None
+        patches.undo_all()

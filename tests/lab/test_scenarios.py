@@ -30,6 +30,7 @@ CASES = [
     "managers-replaced",
     "alarm",
     "seed",
+    "ingress",
 ]
 
 

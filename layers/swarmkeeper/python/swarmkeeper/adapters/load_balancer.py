@@ -93,7 +93,11 @@ class LoadBalancerTargets:
     def deregister(self, instance_id: str) -> tuple[str, ...]:
         groups = self.targeted(instance_id)
         for arn in groups:
-            self._elb.deregister_targets(TargetGroupArn=arn, Targets=[{"Id": instance_id}])
+            try:
+                self._elb.deregister_targets(TargetGroupArn=arn, Targets=[{"Id": instance_id}])
+            except ClientError as err:  # already on its way out (draining) or gone
+                if _code(err) not in ("InvalidTarget", "TargetGroupNotFound"):
+                    raise
         return groups
 
     def allow(self, port: int) -> None:
