@@ -16,8 +16,10 @@ ADAPTERS = REPO / "layers" / "swarmkeeper" / "python" / "swarmkeeper" / "adapter
 # The boto3 client each adapter keeps, by attribute name, and its IAM service prefix.
 CLIENT_SERVICES = {
     "_asg": "autoscaling",
+    "_autoscaling": "autoscaling",
     "_ddb": "dynamodb",
     "_ec2": "ec2",
+    "_elb": "elbv2",
     "_events": "events",
     "_s3": "s3",
     "_sqs": "sqs",
@@ -25,6 +27,7 @@ CLIENT_SERVICES = {
 }
 # The calls whose IAM action is not named after the API operation.
 IAM_ACTIONS = {"s3:list_object_versions": "s3:ListBucketVersions"}
+IAM_PREFIX = {"elbv2": "elasticloadbalancing"}  # services whose IAM prefix is not the client's name
 GROUP_TAG = "ssm:resourceTag/aws:autoscaling:groupName"
 INSTANCE = arn("ec2", "instance/i-0123456789abcdef0")
 # What AmazonSSMReadOnlyAccess (or ReadOnlyAccess) would add if someone attached it to the role.
@@ -226,9 +229,8 @@ def test_every_aws_call_the_adapters_make_is_allowed(control):
     assert {"ssm:send_command", "ec2:create_tags", "autoscaling:complete_lifecycle_action"} <= calls
     for call in sorted(calls):
         service, method = call.split(":")
-        action = IAM_ACTIONS.get(
-            call, f"{service}:{''.join(part.capitalize() for part in method.split('_'))}"
-        )
+        operation = "".join(part.capitalize() for part in method.split("_"))
+        action = IAM_ACTIONS.get(call, f"{IAM_PREFIX.get(service, service)}:{operation}")
         # Then some Allow statement grants the action (on which resource is the other tests' business)
         grants = [s for s in control if s.effect == "Allow" and any(s.covers(action, r) for r in s.resources)]
         assert grants, f"{action} (called by an adapter) is allowed by no statement of the control-plane role"
