@@ -4,8 +4,11 @@ and never applied. Given / When / Then."""
 
 from __future__ import annotations
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from swarmkeeper.adapters.bus import EventBus
 from swarmkeeper.domain.kernel import Publish
 from swarmkeeper.domain.listeners import (
     LISTENER_CHANGED,
@@ -157,6 +160,23 @@ def test_a_certificate_label_makes_the_listener_tls_and_a_change_modifies_it():
     assert OpenListener(ListenerSpec(443, CERT)) in changes(created)
     assert changes(changed) == [ChangeListener(ours(443), ListenerSpec(443, CERT))]
     assert events(changed) == [(LISTENER_CHANGED, "443")]
+
+
+def test_a_changed_listener_goes_on_the_bus_as_its_schema_says():
+    # Given the decision that turns a TCP listener into TLS
+    changed = decide(
+        [published(443, certificate=CERT)], LoadBalancerState((ours(443),), (), frozenset({443}))
+    )
+    # When its events are published on the operators' bus (the tier's fixture validates each)
+    with mock_aws():
+        client = boto3.client("events", region_name="us-east-1")
+        client.create_event_bus(Name="swarmkeeper-demo")
+        bus = EventBus(client, "swarmkeeper-demo")
+        for action in changed.actions:
+            if isinstance(action, Publish):
+                bus.publish(action.event)
+    # Then Listener Changed was among them
+    assert [t for t, _ in events(changed)] == [LISTENER_CHANGED]
 
 
 HOSTILE_LABELS = [
