@@ -15,6 +15,7 @@ from swarmkeeper.domain.view import ClusterView
 from swarmkeeper_cli.context import Context
 from swarmkeeper_cli.errors import CliError, Exit
 from swarmkeeper_cli.output import iso
+from swarmkeeper_cli.reading import live
 from swarmkeeper_cli.timeline import EventFilter, read_events
 from swarmkeeper_cli.waiting import Progress, wait_for
 
@@ -80,8 +81,7 @@ def reconcile(ctx: Context, wait: bool, timeout: float) -> Exit:
     before = ctx.state.get_view()
     correlation_id, answer = start(ctx, "reconcile")
     data: dict[str, Any] = {"correlationId": correlation_id, **answer}
-    running = ctx.state.get_reconcile()
-    if answer.get("outcome") != "reconcile" and not (running and running.expires_at > ctx.clock()):
+    if answer.get("outcome") != "reconcile" and live(ctx.state.get_reconcile(), ctx.clock()) is None:
         ctx.out.result(f"reconcile: not started: {answer.get('reason')}", data)
         return Exit.FAILED
     if not wait:
@@ -93,9 +93,8 @@ def reconcile(ctx: Context, wait: bool, timeout: float) -> Exit:
         return view if view and (before is None or view.taken_at > before.taken_at) else None
 
     def in_flight() -> str | None:
-        running = ctx.state.get_reconcile()
-        alive = running and running.expires_at > ctx.clock()
-        return f"describe-swarm on {running.target} ({running.why})" if running and alive else None
+        running = live(ctx.state.get_reconcile(), ctx.clock())
+        return f"describe-swarm on {running.target} ({running.why})" if running else None
 
     view = wait_for(ctx, "reconcile", until_ended(ctx, newer_view, in_flight), timeout)
     if not isinstance(view, ClusterView):
@@ -115,8 +114,7 @@ def rotate_tokens(ctx: Context, wait: bool, timeout: float) -> Exit:
     start_ms = int(ctx.clock() * 1000)
     correlation_id, answer = start(ctx, "rotate_tokens")
     data: dict[str, Any] = {"correlationId": correlation_id, **answer}
-    running = ctx.state.get_rotation()
-    if answer.get("outcome") != "rotate" and not (running and running.expires_at > ctx.clock()):
+    if answer.get("outcome") != "rotate" and live(ctx.state.get_rotation(), ctx.clock()) is None:
         ctx.out.result(f"rotate-tokens: not started: {answer.get('reason')}", data)
         return Exit.FAILED
     if not wait:
@@ -131,9 +129,8 @@ def rotate_tokens(ctx: Context, wait: bool, timeout: float) -> Exit:
         return found[-1] if found else None
 
     def in_flight() -> str | None:
-        running = ctx.state.get_rotation()
-        alive = running and running.expires_at > ctx.clock()
-        return f"rotate-tokens on {running.target}" if running and alive else None
+        running = live(ctx.state.get_rotation(), ctx.clock())
+        return f"rotate-tokens on {running.target}" if running else None
 
     event = wait_for(ctx, "rotate-tokens", until_ended(ctx, rotated, in_flight), timeout)
     if not isinstance(event, dict):

@@ -5,7 +5,7 @@ groups as Auto Scaling and EC2 describe them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from swarmkeeper.domain.models import (
     GROUP_TAG,
@@ -54,6 +54,19 @@ def is_open(op: OpSummary) -> bool:
     return op.stage not in (Stage.JOINED, Stage.FAILED)
 
 
+class _Lease(Protocol):
+    @property
+    def expires_at(self) -> float: ...
+
+
+LeaseT = TypeVar("LeaseT", bound=_Lease)
+
+
+def live(lease: LeaseT | None, now: float) -> LeaseT | None:
+    """``lease`` while it holds: the control plane counts a lease free from its ``expires_at`` on."""
+    return lease if lease is not None and lease.expires_at > now else None
+
+
 def read(ctx: Context) -> Snapshot:
     now = ctx.clock()
     state = ctx.state
@@ -63,8 +76,8 @@ def read(ctx: Context) -> Snapshot:
     return Snapshot(
         view=view,
         operations=tuple(sorted((op for op in state.open_ops() if is_open(op)), key=_started)),
-        reconcile=reconcile if reconcile and reconcile.expires_at > now else None,
-        rotation=rotation if rotation and rotation.expires_at > now else None,
+        reconcile=live(reconcile, now),
+        rotation=live(rotation, now),
         manager_change=state.manager_lock_holder(now),
         members=members(ctx),
         now=now,
