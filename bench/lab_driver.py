@@ -26,8 +26,18 @@ from lab.instances import IMAGE, FleetKnobs
 from lab.lambdas import LambdaKnobs, QueuePoller
 from lab.nodes import load_image
 from lab.scenarios.swarm import json_lines, node_id_of, swarm_view
+from swarmkeeper.domain.labels import ON_DEMAND, NodeLabels
+from swarmkeeper.domain.models import Role
 
 log = logging.getLogger("bench")
+
+
+def direct_verify_script(node_id: str) -> str:
+    """verify-node as the control plane sends it for a worker of the demo fleet (labels and all)."""
+    labels = NodeLabels("us-east-1a", "t4g.small", ON_DEMAND, Role.WORKER)
+    return render_commands("verify-node", {"NodeId": node_id, **labels.parameters()})
+
+
 DIRECT_TIMEOUT_S = 900  # the documents' own execution timeout (infra/documents: timeoutSeconds)
 
 
@@ -227,7 +237,7 @@ class LabBench:
             return out
         nid = parse_result(stdout).get("node-id", "")
         out["node"] = nid
-        verify = render_commands("verify-node", {"NodeId": nid, "Role": "worker"})
+        verify = direct_verify_script(nid)
         # verify-node asks the swarm about the node: the control plane runs it on a manager
         out["verify_start"] = time.time()
         v = self.leader.node.run(["sh", "-c", verify], env=env, timeout=300)

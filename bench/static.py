@@ -52,9 +52,7 @@ def deployed_functions() -> dict[str, dict]:
         code = (asset / "handler.py").read_bytes()
         name = next((n for n, src in sources.items() if src == code), asset.name)
         props = r["Properties"]
-        env = {}
-        for k, v in (props.get("Environment") or {}).get("Variables", {}).items():
-            env[k] = v if isinstance(v, str) else _placeholder(k)
+        env = function_env((props.get("Environment") or {}).get("Variables", {}))
         layers = [
             layer_dirs[x["Ref"]]
             for x in props.get("Layers", [])
@@ -64,12 +62,23 @@ def deployed_functions() -> dict[str, dict]:
     return out
 
 
-def _placeholder(key: str) -> str:
-    return {
-        "STEP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/swarmkeeper-demo-steps",
-        "COMMAND_OUTPUT_BUCKET": "swarmkeeper-demo-output",
-        "STACKS_BUCKET": "swarmkeeper-demo-stacks",
-    }.get(key, "x")
+def function_env(variables: dict) -> dict[str, str]:
+    """A function's environment as the template gives it, a value of the right shape for each reference."""
+    return {k: v if isinstance(v, str) else _PLACEHOLDERS.get(k, "x") for k, v in variables.items()}
+
+
+_PLACEHOLDERS = {
+    "STEP_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/swarmkeeper-demo-steps",
+    "COMMAND_OUTPUT_BUCKET": "swarmkeeper-demo-output",
+    "STACKS_BUCKET": "swarmkeeper-demo-stacks",
+    "ECR_REGISTRY": "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+    "LOAD_BALANCER_ARN": (
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/net/swarmkeeper-demo/0123456789abcdef"
+    ),
+    "LOAD_BALANCER_SECURITY_GROUP": "sg-0123456789abcdef0",
+    "TARGET_SECURITY_GROUP": "sg-0123456789abcdef1",
+    "VPC_ID": "vpc-0123456789abcdef0",
+}
 
 
 def dir_bytes(path: Path) -> int:

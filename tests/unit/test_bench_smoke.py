@@ -377,3 +377,12 @@ def test_template_blocks_keep_their_text_exactly_and_are_defined_once():
     assert parsed["a.tail"].template == " (and more)"
     with pytest.raises(ValueError, match=r"defined twice: \['a'\]"):
         template.parse_blocks(text + "<!-- block a -->\nagain\n")
+
+
+def test_the_direct_baseline_verifies_with_the_parameters_the_join_sends():
+    # Given the bench's direct join (its baseline) / When it renders verify-node for a node
+    from bench.lab_driver import direct_verify_script
+
+    script = direct_verify_script("a" * 25)
+    # Then every parameter verify-node requires is there (rendering refuses a missing one), labels too
+    assert "us-east-1a" in script and "t4g.small" in script and "on-demand" in script

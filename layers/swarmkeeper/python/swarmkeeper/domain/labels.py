@@ -37,7 +37,7 @@ class UnlabelledNode(ValueError):
 class NodeLabels:
     availability_zone: str
     instance_type: str
-    lifecycle: str  # SPOT | ON_DEMAND
+    lifecycle: str  # spot | on-demand
     role: Role
 
     def labels(self) -> dict[str, str]:
