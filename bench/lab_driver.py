@@ -226,7 +226,8 @@ class LabBench:
         out: dict[str, Any] = {"node_name": node.name, "ok": False, "node": ""}
         out["boot_start"] = time.time()
         try:
-            p = node.run(["sh", "-c", boot_script], env=env, timeout=DIRECT_TIMEOUT_S)
+            boot_env = {**env, "SWARMKEEPER_RUN_DIR": str(node.run_dir)}
+            p = node.run(["sh", "-c", boot_script], env=boot_env, timeout=DIRECT_TIMEOUT_S)
             code, stdout, stderr = p.returncode, p.stdout, p.stderr
         except subprocess.TimeoutExpired as e:
             code, stdout, stderr = -1, "", _text(e.stderr) + f"\ntimed out after {DIRECT_TIMEOUT_S}s"
@@ -240,7 +241,8 @@ class LabBench:
         verify = direct_verify_script(nid)
         # verify-node asks the swarm about the node: the control plane runs it on a manager
         out["verify_start"] = time.time()
-        v = self.leader.node.run(["sh", "-c", verify], env=env, timeout=300)
+        verify_env = {**env, "SWARMKEEPER_RUN_DIR": str(self.leader.node.run_dir)}
+        v = self.leader.node.run(["sh", "-c", verify], env=verify_env, timeout=300)
         out["verify_end"] = time.time()
         if v.returncode != 0:
             out["error"] = f"verify-node exit {v.returncode}: {v.stderr[-500:]}"

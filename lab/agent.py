@@ -414,9 +414,7 @@ class SsmAgents:
         env = self.script_env(agent)
         env["AWS_SSM_INSTANCE_ID"] = agent.instance_id
         env["AWS_SSM_REGION_NAME"] = self.region.name
-        # The documents' scratch directories in the node's own directory, removed with the lab,
-        # instead of this machine's /run/swarmkeeper.
-        env["SWARMKEEPER_RUN_DIR"] = str(agent.node.root_dir / "run")
+        env["SWARMKEEPER_RUN_DIR"] = str(agent.node.run_dir)
         outs: list[str] = []
         errs: list[str] = []
         code, status = 0, "Success"

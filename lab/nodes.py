@@ -248,6 +248,9 @@ class LabNode:
         self.data_root = self.root_dir / "data"
         self.exec_root = self.root_dir / "exec"
         self.home = self.root_dir / "home"
+        # the documents' scratch directories (SWARMKEEPER_RUN_DIR), removed with the node, instead of
+        # this machine's /run/swarmkeeper
+        self.run_dir = self.root_dir / "run"
         self.log_path = self.root_dir / "dockerd.log"
         self.docker_host = f"unix://{self.root_dir}/docker.sock"
         self.cgroup_parent = f"/{cgroup_name(network.prefix)}/{_short_dir_name(name)}"
