@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from swarmkeeper.domain.frozen import frozen
+
 
 class SettingsError(ValueError):
     """An environment variable of the contract is missing or malformed."""
@@ -22,7 +24,7 @@ _ECR_REGISTRY = r"[0-9]{12}\.dkr\.ecr\.[a-z]{2}(-[a-z]+)+-[0-9]\.amazonaws\.com(
 _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 
-@dataclass(frozen=True)
+@frozen
 class LoadBalancerSettings:
     """The cluster's load balancer (LOAD_BALANCER_ARN and the variables that go with it)."""
 

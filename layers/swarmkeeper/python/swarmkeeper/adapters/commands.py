@@ -8,19 +8,19 @@ longer than the 24,000 characters GetCommandInvocation returns. Callers only eve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from swarmkeeper.domain.errors import SwarmkeeperError
+from swarmkeeper.domain.frozen import frozen
 
 
 class AgentNotRegistered(SwarmkeeperError):
     """SendCommand said InvalidInstanceId: the SSM agent has not registered (yet)."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Invocation:
     status: str
     stdout: str

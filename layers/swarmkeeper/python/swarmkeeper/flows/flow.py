@@ -19,7 +19,6 @@ action changes. Nothing outlives the run: the next invocation reads everything a
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from aws_lambda_powertools import Logger
@@ -97,19 +96,21 @@ class Flow(Protocol[StimulusT, FactsT, ActionT]):
     def execute(self, action: ActionT, facts: FactsT, known: Known) -> None: ...
 
 
-@dataclass(frozen=True)
 class Redecide(Exception):
     """Decide again, on this stimulus: an action changed what the decision stood on."""
 
-    stimulus: Any
+    def __init__(self, stimulus: Any):
+        super().__init__(stimulus)
+        self.stimulus = stimulus
 
 
-@dataclass(frozen=True)
 class Stop(Exception):
     """End the run with this outcome: what the decision stood on moved on elsewhere."""
 
-    outcome: Outcome
-    reason: str
+    def __init__(self, outcome: Outcome, reason: str):
+        super().__init__(outcome, reason)
+        self.outcome = outcome
+        self.reason = reason
 
 
 @runtime_checkable

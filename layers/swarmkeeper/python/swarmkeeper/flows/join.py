@@ -30,6 +30,7 @@ from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import SwarmkeeperError
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.join import decide_join, out_of_the_pool_over, past_the_leave, waits_for_the_swarm
 from swarmkeeper.domain.join_types import (
     AcquireInitLock,
@@ -84,7 +85,7 @@ class JoinNotSettled(SwarmkeeperError):
     """The decision kept asking for fresh facts; raised so the event is retried."""
 
 
-@dataclass(frozen=True)
+@frozen
 class _Facts:
     stimulus: JoinStimulus
     instance: InstanceFacts | None

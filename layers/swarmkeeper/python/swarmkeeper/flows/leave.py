@@ -30,6 +30,7 @@ from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.adapters.steps import StepQueue
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import SwarmkeeperError
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.kernel import Decision, Outcome, Publish
 from swarmkeeper.domain.leave import DRAIN, REMOVE, decide_leave
 from swarmkeeper.domain.leave_types import (
@@ -77,7 +78,7 @@ class LeaveNotSettled(SwarmkeeperError):
     """The decision kept asking for fresh facts; raised so the event is retried."""
 
 
-@dataclass(frozen=True)
+@frozen
 class _Facts:
     facts: LeaveFacts
     op: LeaveOp | None

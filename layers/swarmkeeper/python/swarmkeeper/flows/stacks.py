@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from aws_lambda_powertools import Logger
 
@@ -23,6 +23,7 @@ from swarmkeeper.adapters.stack_records import StackRecords
 from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.domain import outputs
 from swarmkeeper.domain.errors import SwarmkeeperError
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.kernel import NON_TERMINAL, Outcome, Publish
 from swarmkeeper.domain.stacks import (
     DEPLOY,
@@ -56,7 +57,7 @@ class StacksNotSettled(SwarmkeeperError):
     """Every round lost a race to a concurrent writer of the same record; raised so it is retried."""
 
 
-@dataclass(frozen=True)
+@frozen
 class StackAdapters:
     instances: Ec2Instances
     commands: RunCommands
