@@ -294,3 +294,32 @@ def test_an_event_that_loses_a_race_for_the_record_decides_again_on_it(world, ma
     assert world.sent("deploy-stack") == [first]
     record = flow.a.records.get("app")
     assert (record.wanted, record.command_version, record.version) == ("v2", "v1", stored.version + 1)
+
+
+def _manager_reads(world) -> int:
+    return len(world.fakes.calls_to("DescribeInstances")) + len(world.fakes.calls_to("BatchGetItem"))
+
+
+def test_a_pass_reads_the_managers_only_when_it_has_a_command_to_send(world, manager):
+    # Given a stack deployed at its file's current version
+    version = world.s3.put_object(Bucket=BUCKET, Key="stacks/app.yml", Body=b"a")["VersionId"]
+    world.invoke("stack_object", object_event(version=version))
+    (sent,) = world.sent("deploy-stack")
+    world.finish(sent, stdout=f"stack=app version={version} services=1 secrets=0\n")
+    flow = runtime.get(RuntimeSettings.from_env()).stacks
+    before = _manager_reads(world)
+
+    # When the stacks pass finds every stack as its file says
+    decision = flow.reconcile("pass-1")
+
+    # Then it sent nothing and read neither the managers' group nor their health records
+    assert decision.outcome == "stacks-checked" and decision.actions == ()
+    assert _manager_reads(world) == before
+
+    # When a new version came whose event was missed
+    newer = world.s3.put_object(Bucket=BUCKET, Key="stacks/app.yml", Body=b"b")["VersionId"]
+    flow.reconcile("pass-2")
+
+    # Then the pass read the managers and sent the deploy
+    assert _manager_reads(world) > before
+    assert world.sent("deploy-stack")[-1].parameters["VersionId"] == newer

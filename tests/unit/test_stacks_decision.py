@@ -28,6 +28,7 @@ from swarmkeeper.domain.stacks import (
     command_needed,
     decide_stack,
     newer,
+    pass_may_send,
     stack_name,
 )
 
@@ -413,3 +414,17 @@ def test_the_pass_without_managers_writes_nothing_it_wrote_before():
 
 def test_the_pass_ignores_files_whose_name_swarm_refuses():
     assert _pass([], {"stacks/dot.ted.yml": "v1"}).actions == ()
+
+
+def test_a_pass_may_send_when_a_command_is_needed_or_one_in_flight_may_run_out():
+    # Given stacks as their files say / Then the pass may send nothing (it need not read the managers)
+    same = StackRecord("same", version=2, wanted="v1", deployed="v1")
+    listing = {"stacks/same.yml": "v1"}
+    assert not pass_may_send(StackFacts(records=(same,), listing=listing), POLICY)
+    # Given a file no record knows, or a stack whose file is gone / Then it may send
+    assert pass_may_send(StackFacts(records=(same,), listing={**listing, "stacks/new.yml": "v1"}), POLICY)
+    assert pass_may_send(StackFacts(records=(same,), listing={}), POLICY)
+    # Given a command in flight, not yet out of time / Then it may send (it may be by the decision)
+    assert pass_may_send(
+        StackFacts(records=(in_flight(sent_at=NOW),), listing={"stacks/app.yml": "v1"}), POLICY
+    )

@@ -13,8 +13,9 @@ differs, at most ``PER_PASS`` commands a pass.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
 from swarmkeeper.domain.frozen import frozen
@@ -384,11 +385,20 @@ def _ours(record: StackRecord, s: StackCommandFinished) -> bool:
     return record.target == s.instance_id
 
 
-def _on_pass(s: StacksPassRequested, facts: StackFacts, now: float, policy: StackPolicy) -> StackDecision:
+def pass_may_send(facts: StackFacts, policy: StackPolicy) -> bool:
+    """Whether a pass over ``facts.records`` and ``facts.listing`` may have a command to send, whenever
+    it is decided: one is needed, or one in flight may have run out of time by then. Only then does
+    the pass need the managers."""
+    return any(command is not None for *_, command in _pass_updates(facts, math.inf, policy, ""))
+
+
+def _pass_updates(
+    facts: StackFacts, now: float, policy: StackPolicy, correlation_id: str
+) -> Iterator[tuple[StackRecord | None, StackRecord, str | None]]:
+    """Each stack with nothing in flight: its stored record, the record the bucket wants, and the
+    command that needs."""
     records = {r.name: r for r in facts.records}
     listed = {n: v for k, v in (facts.listing or {}).items() if (n := stack_name(k)) is not None}
-    actions: list[StackAction] = []
-    sent: list[str] = []
     for name in sorted(set(records) | set(listed)):
         stored = records.get(name)
         record = stored or StackRecord(name)
@@ -396,8 +406,15 @@ def _on_pass(s: StacksPassRequested, facts: StackFacts, now: float, policy: Stac
             continue
         if record.command:  # sent, and its status never came: a failed try
             record = replace(record.settled(), attempts=record.attempts + 1, reason="no status in time")
-        updated = _want(record, listed.get(name), s.correlation_id)
-        command = command_needed(updated)
+        updated = _want(record, listed.get(name), correlation_id)
+        yield stored, updated, command_needed(updated)
+
+
+def _on_pass(s: StacksPassRequested, facts: StackFacts, now: float, policy: StackPolicy) -> StackDecision:
+    actions: list[StackAction] = []
+    sent: list[str] = []
+    for stored, updated, command in _pass_updates(facts, now, policy, s.correlation_id):
+        name = updated.name
         if updated == stored and (command is None or not facts.managers):
             continue  # nothing to send, nothing to write
         if command is not None and len(sent) >= PER_PASS:

@@ -41,6 +41,7 @@ from swarmkeeper.domain.stacks import (
     StackStimulus,
     decide_stack,
     newer,
+    pass_may_send,
     stack_name,
 )
 from swarmkeeper.flows.flow import Known, Redecide, Stop, run
@@ -111,11 +112,10 @@ class StackFlow:
             case StackCommandFinished():
                 return self._finished_facts(stimulus, known)
             case StacksPassRequested():
-                return StackFacts(
-                    records=tuple(self.a.records.all()),
-                    listing=self.a.files.listing(),
-                    managers=self._managers(known),
-                )
+                facts = StackFacts(records=tuple(self.a.records.all()), listing=self.a.files.listing())
+                if pass_may_send(facts, self.policy):
+                    facts = replace(facts, managers=self._managers(known))
+                return facts
         raise TypeError(f"unknown stimulus {stimulus!r}")
 
     def decide(self, stimulus: StackStimulus, facts: StackFacts) -> StackDecision:
