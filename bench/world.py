@@ -341,4 +341,4 @@ def world_part(res: Results, runs: int, profile: Path | None = None) -> None:
 
 
 if __name__ == "__main__":  # the child world_part starts: RUNS OUT [PROFILE]
-    sys.exit(world_child(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]) if sys.argv[4:] else None))
+    sys.exit(world_child(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]) if sys.argv[3:] else None))
