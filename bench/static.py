@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -234,6 +235,9 @@ def static_part(res: Results, runs: int) -> None:
         handler_t.append(cold_import("handler", path, lambda_env(fn)))
         boto_t.append(cold_import("boto3", [site], lambda_env(fn)))
     h, b = median(handler_t), median(boto_t)
+    # the spread: each interleaved pair's own ratio, its quartiles
+    pairs = [x / y for x, y in zip(handler_t, boto_t, strict=True) if x and y]
+    low, _, high = statistics.quantiles(pairs, n=4) if len(pairs) >= 2 else (None, None, None)
     stages = [import_breakdown(path, lambda_env(fn)) for _ in range(max(5, 3 * runs))]
     res.extra["cold_import"] = {
         "stages_ms": {k: 1000 * (median([x[i] for x in stages]) or 0) for i, k in enumerate(STAGES)},
@@ -242,6 +246,7 @@ def static_part(res: Results, runs: int) -> None:
         "handler_s": h,
         "boto3_s": b,
         "samples": len(handler_t),
+        "pair_ratio_quartiles": [low, high],
     }
     res.add(
         Figure(
@@ -252,7 +257,8 @@ def static_part(res: Results, runs: int) -> None:
             "`import boto3` interleaved); sys.path = function asset + layer (cdk.out) + venv site-packages; "
             "environment = the template's function Environment + the variables Lambda sets; this venv's "
             "Python (the functions run python3.13 on Lambda)",
-            f"`{heaviest}` handler {h * 1000:.0f} ms / `import boto3` {b * 1000:.0f} ms",
+            f"`{heaviest}` handler {h * 1000:.0f} ms / `import boto3` {b * 1000:.0f} ms; spread: the pairs' "
+            f"own ratios have quartiles {low or 0:.2f}-{high or 0:.2f}",
         )
     )
     sizes = package_sizes()
