@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+# The stack's names come from the layer's domain (swarmkeeper.domain.names): this checkout's layer,
+# ahead of any installed copy.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "layers" / "swarmkeeper" / "python"))
 
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks

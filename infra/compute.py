@@ -20,11 +20,12 @@ from infra.names import (
     LAUNCH_HOOK,
     REFRESH_REGISTRY_AUTH,
     TERMINATE_HOOK,
-    Names,
+    document_names,
 )
 from infra.network import Network
 from infra.settings import ClusterSettings
 from infra.state import State
+from swarmkeeper.domain.names import ClusterNames
 
 AL2023_PARAMETER_PREFIX = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-"
 ROOT_DEVICE = "/dev/xvda"  # Amazon Linux 2023
@@ -70,7 +71,7 @@ class Compute(Construct):
         id: str,
         *,
         settings: ClusterSettings,
-        names: Names,
+        names: ClusterNames,
         network: Network,
         state: State,
         load_balancer: LoadBalancer,
@@ -92,7 +93,7 @@ class Compute(Construct):
         addresses = parameter_arn(names.manager_addresses_parameter)
         cluster_id = parameter_arn(names.cluster_id_parameter)
         agent_document = stack.format_arn(
-            service="ssm", resource="document", resource_name=names.documents[AGENT_READY]
+            service="ssm", resource="document", resource_name=document_names(names)[AGENT_READY]
         )
         ssm_via = f"ssm.{stack.region}.amazonaws.com"
 
@@ -106,7 +107,7 @@ class Compute(Construct):
                     stack.format_arn(
                         service="ssm",
                         resource="document",
-                        resource_name=names.documents[REFRESH_REGISTRY_AUTH],
+                        resource_name=document_names(names)[REFRESH_REGISTRY_AUTH],
                     )
                 ],
             )
@@ -248,7 +249,7 @@ class Compute(Construct):
             self._add_lifecycle_hooks(group)
 
     # ---------------------------------------------------------------------------------------------------
-    def _container_logs(self, settings: ClusterSettings, names: Names) -> logs.LogGroup | None:
+    def _container_logs(self, settings: ClusterSettings, names: ClusterNames) -> logs.LogGroup | None:
         """The containers' log group (dockerd's awslogs driver on every node), the cluster's
         retention; the nodes may add streams and events to it, nothing else (not create groups)."""
         if not settings.container_logs:

@@ -33,15 +33,16 @@ from infra.names import (
     GROUP_NAME_TAG,
     LAUNCH_HOOK,
     METRICS_NAMESPACE,
-    SECRETS_PATH,
     STACKS_PREFIX,
     TERMINATE_HOOK,
-    Names,
+    document_names,
+    document_prefix,
 )
 from infra.settings import ClusterSettings
 from infra.ssm_documents import ECR_REGISTRY
 from infra.stacks import StacksBucket
 from infra.state import STEPS_FUNCTION_TIMEOUT, State
+from swarmkeeper.domain.names import SECRETS_PATH, ClusterNames
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
@@ -72,7 +73,7 @@ class ControlPlane(Construct):
         id: str,
         *,
         settings: ClusterSettings,
-        names: Names,
+        names: ClusterNames,
         state: State,
         bus: events.IEventBus,
         stacks: StacksBucket,
@@ -130,7 +131,7 @@ class ControlPlane(Construct):
             "PARAMETER_PREFIX": names.parameter_prefix,
             # The alias works wherever a key id is accepted (PutParameter --key-id) and is a literal.
             "KMS_KEY_ID": names.kms_alias,
-            "DOCUMENT_PREFIX": names.document_prefix,
+            "DOCUMENT_PREFIX": document_prefix(names),
             "STEP_QUEUE_URL": state.step_queue.queue_url,  # Ref: the URL holds account and region
             "COMMAND_OUTPUT_BUCKET": state.output_bucket.bucket_name,  # Ref: generated, globally unique
             "STACKS_BUCKET": stacks.bucket_name,  # Ref, likewise
@@ -217,7 +218,7 @@ class ControlPlane(Construct):
             events.EventPattern(
                 source=["aws.ssm"],
                 detail_type=["EC2 State Manager Instance Association State Change"],
-                detail={"document-name": [names.documents[AGENT_READY]], "status": ["Success"]},
+                detail={"document-name": [document_names(names)[AGENT_READY]], "status": ["Success"]},
             ),
         )
         self._rule(
@@ -250,7 +251,7 @@ class ControlPlane(Construct):
                 source=["aws.ssm"],
                 detail_type=["EC2 Command Invocation Status-change Notification"],
                 # Exact names, not a prefix: "swarmkeeper-demo-" would also match cluster "demo-2".
-                detail={"document-name": sorted(names.documents.values())},
+                detail={"document-name": sorted(document_names(names).values())},
             ),
         )
         self._rule(
@@ -342,7 +343,7 @@ class ControlPlane(Construct):
         # Every document but those only their State Manager associations run.
         document_arns = [
             arn("ssm", "document", name)
-            for action, name in names.documents.items()
+            for action, name in document_names(names).items()
             if action not in ASSOCIATION_ONLY
         ]
         instances_arn = stack.format_arn(service="ec2", resource="instance", resource_name="*")

@@ -10,8 +10,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.names import METRICS_NAMESPACE, Names
+from infra.names import METRICS_NAMESPACE
 from infra.settings import ClusterSettings
+from swarmkeeper.domain.names import ClusterNames
 
 # Metrics the control plane publishes (namespace Swarmkeeper, dimension Cluster): the swarm's gauges from
 # each reconcile pass, and the counts of the outcomes that know a metric (domain.kernel.Outcome.metric).
@@ -39,7 +40,7 @@ class OperatorsDashboard(Construct):
         id: str,
         *,
         settings: ClusterSettings,
-        names: Names,
+        names: ClusterNames,
         functions: dict[str, lambda_.IFunction],
         step_queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,

@@ -17,16 +17,16 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
-from infra.names import Names
 from infra.network import Network
 from infra.settings import ClusterSettings
+from swarmkeeper.domain.names import ClusterNames
 
 TARGET_PORTS = ec2.Port.tcp_range(1, 65535)
 
 
 class LoadBalancer(Construct):
     def __init__(
-        self, scope: Construct, id: str, *, settings: ClusterSettings, names: Names, network: Network
+        self, scope: Construct, id: str, *, settings: ClusterSettings, names: ClusterNames, network: Network
     ) -> None:
         super().__init__(scope, id)
         self.client_cidr = settings.client_cidr

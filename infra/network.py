@@ -11,8 +11,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.names import Names
 from infra.settings import NEW_VPC_CIDR, ClusterSettings
+from swarmkeeper.domain.names import ClusterNames
 
 SWARM_MANAGEMENT = ec2.Port.tcp(2377)  # raft + cluster management, managers only
 GOSSIP_TCP = ec2.Port.tcp(7946)  # node discovery / gossip
@@ -22,7 +22,7 @@ ESP = ec2.Port(protocol=ec2.Protocol.ESP, string_representation="ESP (IP protoco
 
 
 class Network(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: ClusterSettings, names: Names) -> None:
+    def __init__(self, scope: Construct, id: str, *, settings: ClusterSettings, names: ClusterNames) -> None:
         super().__init__(scope, id)
 
         if settings.uses_existing_vpc:

@@ -17,8 +17,9 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import event_schemas
-from infra.names import EVENT_SOURCE, METRICS_NAMESPACE, Names
+from infra.names import EVENT_SOURCE, METRICS_NAMESPACE
 from infra.settings import ClusterSettings
+from swarmkeeper.domain.names import ClusterNames
 
 ARCHIVE_RETENTION = Duration.days(30)
 
@@ -26,7 +27,7 @@ ARCHIVE_RETENTION = Duration.days(30)
 class OperatorsBus(Construct):
     """Bus `swarmkeeper-C`: every event with source `swarmkeeper` is archived and written to a log group."""
 
-    def __init__(self, scope: Construct, id: str, *, settings: ClusterSettings, names: Names) -> None:
+    def __init__(self, scope: Construct, id: str, *, settings: ClusterSettings, names: ClusterNames) -> None:
         super().__init__(scope, id)
         self.bus = events.EventBus(self, "Bus", event_bus_name=names.event_bus)
         own_events = events.EventPattern(source=[EVENT_SOURCE])
@@ -37,8 +38,7 @@ class OperatorsBus(Construct):
             event_pattern=own_events,
             retention=ARCHIVE_RETENTION,
         )
-        # EventBridge log targets need a group under /aws/events/.
-        log_group_name = f"/aws/events/{names.prefix}"
+        log_group_name = names.timeline_log_group
         self.log_group = logs.LogGroup(
             self,
             "Timeline",
@@ -61,7 +61,7 @@ class EventSchemaRegistry(Construct):
     """Registry `swarmkeeper-C`: the schema of each detail-type the bus carries (schemas/*.json, as
     they are in the repo), so that consumers can browse them and generate code bindings."""
 
-    def __init__(self, scope: Construct, id: str, *, settings: ClusterSettings, names: Names) -> None:
+    def __init__(self, scope: Construct, id: str, *, settings: ClusterSettings, names: ClusterNames) -> None:
         super().__init__(scope, id)
         self.registry = eventschemas.CfnRegistry(
             self,
@@ -125,7 +125,7 @@ class Alarms(Construct):
         id: str,
         *,
         settings: ClusterSettings,
-        names: Names,
+        names: ClusterNames,
         dead_letter_queue: sqs.IQueue,
         functions: dict[str, lambda_.IFunction],
     ) -> None:

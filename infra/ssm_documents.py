@@ -10,21 +10,28 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.documents import ACTIONS, document_content
-from infra.names import AGENT_READY, GROUP_NAME_TAG, REFRESH_REGISTRY_AUTH, REGISTRY_AUTH_HOURS, Names
+from infra.names import (
+    AGENT_READY,
+    GROUP_NAME_TAG,
+    REFRESH_REGISTRY_AUTH,
+    REGISTRY_AUTH_HOURS,
+    document_names,
+)
+from swarmkeeper.domain.names import ClusterNames
 
 # The account's ECR registry in the stack's region, resolved at deploy time.
 ECR_REGISTRY = f"{Aws.ACCOUNT_ID}.dkr.ecr.{Aws.REGION}.{Aws.URL_SUFFIX}"
 
 
 class Documents(Construct):
-    def __init__(self, scope: Construct, id: str, *, names: Names) -> None:
+    def __init__(self, scope: Construct, id: str, *, names: ClusterNames) -> None:
         super().__init__(scope, id)
         self.documents: dict[str, ssm.CfnDocument] = {}
         for action in ACTIONS:
             self.documents[action] = ssm.CfnDocument(
                 self,
                 "".join(part.capitalize() for part in action.split("-")),
-                name=names.documents[action],
+                name=document_names(names)[action],
                 document_type="Command",
                 document_format="JSON",
                 content=document_content(action),

@@ -10,18 +10,18 @@ from infra.control_plane import ControlPlane
 from infra.dashboard import OperatorsDashboard
 from infra.load_balancer import LoadBalancer
 from infra.nag import acknowledge
-from infra.names import Names
 from infra.network import Network
 from infra.observability import Alarms, EventSchemaRegistry, OperatorsBus
 from infra.settings import ClusterSettings
 from infra.ssm_documents import Documents
 from infra.stacks import StacksBucket
 from infra.state import State
+from swarmkeeper.domain.names import ClusterNames
 
 
 class SwarmkeeperStack(Stack):
     def __init__(self, scope: Construct, *, settings: ClusterSettings, **kwargs) -> None:
-        names = Names(settings.cluster_name)
+        names = ClusterNames(settings.cluster_name)
         super().__init__(
             scope,
             names.stack,

@@ -19,13 +19,14 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.names import STACKS_PREFIX, Names
+from infra.names import STACKS_PREFIX
 from infra.settings import ClusterSettings
 from infra.state import private_bucket
+from swarmkeeper.domain.names import ClusterNames
 
 
 class StacksBucket(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: ClusterSettings, names: Names) -> None:
+    def __init__(self, scope: Construct, id: str, *, settings: ClusterSettings, names: ClusterNames) -> None:
         super().__init__(scope, id)
         self._names = names
         self.bucket = s3.Bucket(

@@ -22,8 +22,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.names import Names
 from infra.settings import ClusterSettings
+from swarmkeeper.domain.names import ClusterNames
 
 STEP_QUEUE_MAX_RECEIVES = 5
 STEPS_FUNCTION_TIMEOUT = Duration.seconds(60)
@@ -61,7 +61,7 @@ def private_bucket() -> dict[str, Any]:
 
 
 class State(Construct):
-    def __init__(self, scope: Construct, id: str, *, settings: ClusterSettings, names: Names) -> None:
+    def __init__(self, scope: Construct, id: str, *, settings: ClusterSettings, names: ClusterNames) -> None:
         super().__init__(scope, id)
 
         self.key = kms.Key(

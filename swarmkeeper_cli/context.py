@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 
 from swarmkeeper.adapters.state import StateTable
+from swarmkeeper.domain.names import ClusterNames
 from swarmkeeper_cli import aws
-from swarmkeeper_cli.names import ClusterNames
 from swarmkeeper_cli.output import Output
 
 

@@ -13,10 +13,11 @@ from typing import IO, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from swarmkeeper.domain.names import ClusterNames
 from swarmkeeper_cli import aws, control, drain, redrive, stacks, status, timeline
 from swarmkeeper_cli.context import Context
 from swarmkeeper_cli.errors import CliError, Exit
-from swarmkeeper_cli.names import ClusterNames
+from swarmkeeper_cli.names import cluster_names
 from swarmkeeper_cli.output import Output
 
 CLUSTER_VARIABLE = "SWARMKEEPER_CLUSTER"
@@ -148,7 +149,7 @@ def run(
     try:
         args = parser().parse_args(argv)
         out.as_json, out.quiet = getattr(args, "json", False), getattr(args, "quiet", False)
-        names = ClusterNames.of(getattr(args, "cluster", None) or os.environ.get(CLUSTER_VARIABLE))
+        names = cluster_names(getattr(args, "cluster", None) or os.environ.get(CLUSTER_VARIABLE))
         session = aws.open_session(getattr(args, "profile", None), getattr(args, "region", None))
         region = str(session.region_name)
         ctx = Context(names, session, out, clock, sleep)

@@ -1,10 +1,11 @@
-"""The names the operators' CLI finds a cluster by are the names the stack gives its resources (the CLI
-derives them from the cluster name, as infra.names does, without importing infra)."""
+"""The names the operators' CLI finds a cluster by, and the alarms the control plane answers, are the
+names the stack gives its resources (all three derive them by swarmkeeper.domain.names)."""
 
 from __future__ import annotations
 
-from infra.names import Names
-from swarmkeeper_cli.names import ClusterNames
+from swarmkeeper.domain.models import ClusterIdentity
+from swarmkeeper.domain.reconcile_pass import ReconcilePolicy
+from swarmkeeper_cli.names import cluster_names
 
 
 def _names(demo, cfn_type: str, key: str) -> set[str]:
@@ -13,7 +14,7 @@ def _names(demo, cfn_type: str, key: str) -> set[str]:
 
 def test_the_cli_finds_every_resource_it_reads_or_acts_on_by_its_template_name(demo):
     # Given the CLI's names for the demo cluster
-    names = ClusterNames("demo")
+    names = cluster_names("demo")
 
     # When the synthesized template is read / Then each name is a resource of the stack
     tables = _names(demo, "AWS::DynamoDB::Table", "TableName") | _names(
@@ -28,17 +29,14 @@ def test_the_cli_finds_every_resource_it_reads_or_acts_on_by_its_template_name(d
     assert demo.stack_name == names.stack
 
 
-def test_the_cli_names_are_infra_names():
-    # Given another cluster name / Then both derivations agree
-    cli, infra = ClusterNames("prod-2"), Names("prod-2")
-    assert (cli.state_table, cli.groups, cli.dead_letter_queue, cli.step_queue, cli.stack) == (
-        infra.state_table,
-        infra.groups,
-        infra.dead_letter_queue,
-        infra.step_queue,
-        infra.stack,
-    )
-    assert cli.function("rotate_tokens") == infra.function("rotate_tokens")
+def test_the_control_plane_answers_the_alarms_of_the_stack_and_no_other(demo):
+    # Given the reconcile policy of the demo cluster (the alarm function starts a pass for these)
+    names = cluster_names("demo")
+    identity = ClusterIdentity(names.cluster, names.manager_group, names.worker_group)
+    policy = ReconcilePolicy(identity, join_budget_seconds=600)
+
+    # When the template's alarms are read / Then they are the alarms the policy matches, whole
+    assert policy.alarm_names == _names(demo, "AWS::CloudWatch::Alarm", "AlarmName")
 
 
 def _rule_routes(demo) -> tuple[dict[tuple[str, str], str], dict[str, str]]:

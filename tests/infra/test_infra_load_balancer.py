@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from infra_iam import allowed, arn, role_id_for, statements_of_role
 
-from infra.names import Names
 from infra.settings import ClusterSettings, SettingsError
+from swarmkeeper.domain.names import ClusterNames
 
 NLB = "AWS::ElasticLoadBalancingV2::LoadBalancer"
 GOOD_VPC = {"vpcId": "vpc-0a1b2c3d4e5f60718", "subnetIds": ["subnet-0aaaaaaaaaaaaaaa1"]}
@@ -105,7 +105,7 @@ def test_the_functions_know_the_load_balancer_and_its_groups(demo):
     assert env["TARGET_SECURITY_GROUP"]["Fn::GetAtt"][0].startswith("LoadBalancerTargetSecurityGroup")
     assert env["VPC_ID"]["Ref"].startswith("NetworkVpc")
     assert env["LOAD_BALANCER_CLIENT_CIDR"] == "0.0.0.0/0"
-    assert env["TARGET_GROUP_PREFIX"] == Names("demo").target_group_prefix
+    assert env["TARGET_GROUP_PREFIX"] == ClusterNames("demo").target_group_prefix
     assert env["DEREGISTRATION_DELAY_SECONDS"] == "30"
 
 
@@ -131,8 +131,8 @@ def test_listeners_only_on_the_clusters_load_balancer(demo, control):
 
 
 def test_target_groups_only_with_the_clusters_name_and_tag(control):
-    own = _target_group(Names("demo").target_group_prefix + "tcp-8080")
-    other = _target_group(Names("other").target_group_prefix + "tcp-8080")
+    own = _target_group(ClusterNames("demo").target_group_prefix + "tcp-8080")
+    other = _target_group(ClusterNames("other").target_group_prefix + "tcp-8080")
     # Then a target group is created only under the cluster's prefix and with the cluster tag
     create = "elasticloadbalancing:CreateTargetGroup"
     assert allowed(control, create, own, {"aws:RequestTag/swarmkeeper:cluster": "demo"})
@@ -193,9 +193,9 @@ def test_bad_load_balancer_context_is_refused_by_name(context, expected):
 
 def test_long_cluster_names_still_give_valid_elb_names():
     # Given the longest cluster name allowed
-    names = Names("a" * 31)
+    names = ClusterNames("a" * 31)
     # Then the load balancer and target group names fit ELB's 32 characters and keep the cluster apart
     assert len(names.load_balancer) <= 32 and not names.load_balancer.endswith("-")
     assert len(names.target_group_prefix + "tcp-65535") <= 32
-    assert Names("a" * 30 + "b").load_balancer != names.load_balancer
-    assert Names("a" * 30 + "b").target_group_prefix != names.target_group_prefix
+    assert ClusterNames("a" * 30 + "b").load_balancer != names.load_balancer
+    assert ClusterNames("a" * 30 + "b").target_group_prefix != names.target_group_prefix

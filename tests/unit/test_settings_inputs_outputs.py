@@ -101,14 +101,6 @@ def test_the_layer_sends_exactly_the_documents_parameters():
     assert {p.name for p in PARAMETERS["rotate-tokens"]} == {"ParameterPrefix", "KmsKeyId", "Region"}
 
 
-def test_the_layer_knows_the_stacks_alarms():
-    # The alarm function matches the stack's alarm names whole: the layer's list is infra's.
-    from infra.names import ALARMS
-    from swarmkeeper.domain.reconcile_pass import STACK_ALARMS
-
-    assert STACK_ALARMS == ALARMS
-
-
 # --- inputs -------------------------------------------------------------------------------------
 
 

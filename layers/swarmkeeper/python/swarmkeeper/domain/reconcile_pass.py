@@ -48,6 +48,7 @@ from swarmkeeper.domain.models import (
     Role,
     Stage,
 )
+from swarmkeeper.domain.names import ClusterNames
 from swarmkeeper.domain.reconcile import (
     InstanceState,
     InstanceView,
@@ -65,9 +66,6 @@ from swarmkeeper.domain.view import ClusterView
 
 DESCRIBE = "describe-swarm"
 ALARM_RAISED = detail_type("Alarm Raised")
-# The stack's alarms (infra.names.ALARMS), named swarmkeeper-<cluster>-<what>: matched whole, so
-# another cluster's (swarmkeeper-<cluster>-2-...) or anyone's alarm with a similar name starts nothing.
-STACK_ALARMS = ("nodes-down", "quorum-at-risk", "dlq-depth", "function-errors")
 _RM_COMMENT = re.compile(r"swarmkeeper reconcile rm ([a-z0-9]{25}) (i-[0-9a-f]+|-) (manager|worker)")
 
 
@@ -95,7 +93,9 @@ class ReconcilePolicy:
 
     @property
     def alarm_names(self) -> frozenset[str]:
-        return frozenset(f"swarmkeeper-{self.identity.name}-{what}" for what in STACK_ALARMS)
+        """The stack's alarms, matched whole: another cluster's (swarmkeeper-<cluster>-2-...) or anyone's
+        alarm with a similar name starts nothing."""
+        return frozenset(ClusterNames(self.identity.name).alarms)
 
 
 # ------------------------------------------------------------------------------------- stimuli
