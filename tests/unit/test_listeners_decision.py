@@ -1,6 +1,6 @@
 """The listeners decision (``domain.listeners.decide_listeners``), pure: published ports -> listeners,
 target groups and rules; only what carries the cluster's tag is changed; hostile input is rejected
-and never applied. Given / When / Then."""
+and never applied; a rejection is announced once per cause. Given / When / Then."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ from swarmkeeper.domain.listeners import (
     LoadBalancerState,
     OpenListener,
     PublishedPort,
+    Rejection,
+    RejectionsPublished,
+    RememberRejections,
     RevokePort,
     TargetGroup,
     certificate_problem,
@@ -60,7 +63,8 @@ def events(decision) -> list[tuple[str, str]]:
 
 
 def changes(decision) -> list[object]:
-    return [a for a in decision.actions if not isinstance(a, Publish)]
+    """What the decision does to the load balancer (not what it announces or remembers)."""
+    return [a for a in decision.actions if not isinstance(a, (Publish, RememberRejections))]
 
 
 def test_a_published_port_gets_its_rules_then_its_listener():
@@ -255,3 +259,113 @@ def test_two_services_on_one_port_agreeing_share_one_listener():
 def test_events_name_the_cluster_and_the_correlation_and_no_instance():
     (event,) = [a.event for a in decide([published(8080)]).actions if isinstance(a, Publish)]
     assert (event.cluster, event.correlation_id, event.instance_id) == ("demo", "corr", "")
+
+
+# --------------------------------------------------------------- Listener Rejected, once per cause
+
+
+def rejected(decision) -> list[tuple[str, str]]:
+    """The rejections a decision announces: (port, reason)."""
+    return [
+        (dict(action.event.details)["port"], action.event.reason)
+        for action in decision.actions
+        if isinstance(action, Publish) and action.event.detail_type == LISTENER_REJECTED
+    ]
+
+
+def remembered(decision, before: RejectionsPublished) -> RejectionsPublished:
+    """What the flow stores once the decision ran: its RememberRejections, or what was stored."""
+    kept = [action.published for action in decision.actions if isinstance(action, RememberRejections)]
+    assert len(kept) <= 1
+    return kept[0] if kept else before
+
+
+def passes(*listings, state=None, complete=True) -> list[list[tuple[str, str]]]:
+    """Each listing decided in turn on what the pass before remembered: the rejections announced."""
+    memory, announced = RejectionsPublished(), []
+    for ports in listings:
+        decision = decide_listeners(ports, state or LoadBalancerState(), POLICY, "corr", complete, memory)
+        announced.append(rejected(decision))
+        memory = remembered(decision, memory)
+    return announced
+
+
+UDP_53 = published(53, "dns", protocol="udp")
+UDP_REASON = "udp port 53: the load balancer forwards TCP only"
+
+
+def test_a_rejection_is_announced_once_over_three_passes():
+    # Given dns publishes 53/udp, pass after pass
+    # When three passes decide, each on what the one before remembered
+    announced = passes([UDP_53], [UDP_53], [UDP_53])
+    # Then only the first announces it
+    assert announced == [[("53", UDP_REASON)], [], []]
+
+
+def test_a_remembered_rejection_is_neither_announced_nor_written_again():
+    # Given the rejection of 53 was published and stored
+    memory = RejectionsPublished(frozenset({Rejection(53, ("dns",), UDP_REASON)}), 4)
+    # When the same listing is decided
+    decision = decide_listeners([UDP_53], LoadBalancerState(), POLICY, "corr", True, memory)
+    # Then nothing is done, announced or written
+    assert decision.actions == () and decision.outcome == "ignore"
+
+
+def test_the_rejections_are_remembered_after_they_are_announced_on_the_next_version():
+    # Given 53/udp and a certificate label that is no ARN, with version 4 stored
+    memory = RejectionsPublished(frozenset(), 4)
+    ports = [UDP_53, published(8443, certificate="nope")]
+    # When decided
+    decision = decide_listeners(ports, LoadBalancerState(), POLICY, "corr", True, memory)
+    # Then the memory is the last action (a crash before it announces again), on version 5
+    *rest, last = decision.actions
+    assert isinstance(last, RememberRejections) and last.published.version == 5
+    assert {cause.port for cause in last.published.rejections} == {53, 8443}
+    assert all(not isinstance(action, RememberRejections) for action in rest)
+    # and remembering is no change of the load balancer
+    assert decision.outcome == "ignore"
+
+
+def test_a_changed_reason_is_announced_again():
+    # Given 8443's label is no ARN, then names another region's certificate
+    wrong_shape = published(8443, certificate="nope")
+    wrong_region = published(8443, certificate=CERT.replace("us-east-1", "eu-west-1"))
+    # When passes decide
+    announced = passes([wrong_shape], [wrong_shape], [wrong_region], [wrong_region])
+    # Then each reason is announced once
+    assert [len(each) for each in announced] == [1, 0, 1, 0]
+    assert "not an ACM certificate ARN" in announced[0][0][1] and "eu-west-1" in announced[2][0][1]
+
+
+def test_a_rejection_cleared_then_back_is_announced_again():
+    # Given 53/udp, then 53/tcp (fine), then nothing published, then 53/udp again
+    # When passes decide
+    announced = passes([UDP_53], [published(53, "dns")], [UDP_53], [], [UDP_53])
+    # Then the clearing announces nothing and each return is announced
+    assert announced == [[("53", UDP_REASON)], [], [("53", UDP_REASON)], [], [("53", UDP_REASON)]]
+
+
+def test_rejected_ports_are_independent():
+    # Given 53/udp and 5353/udp; then 5353 cleared while 53 stays; then 5353 back
+    mdns = published(5353, "mdns", protocol="udp")
+    # When passes decide
+    announced = passes([UDP_53, mdns], [UDP_53], [UDP_53, mdns])
+    # Then each port is announced on its own rejection only
+    assert [[port for port, _ in each] for each in announced] == [["53", "5353"], [], ["5353"]]
+
+
+def test_a_foreign_listeners_port_is_announced_once():
+    foreign = Listener("arn:foreign/8080", 8080, "TCP", ours=False)
+    announced = passes([published(8080)], [published(8080)], state=LoadBalancerState((foreign,)))
+    assert [len(each) for each in announced] == [1, 0] and "did not create" in announced[0][0][1]
+
+
+def test_an_incomplete_listing_forgets_only_the_causes_of_ports_it_shows():
+    # Given 53/udp and 5353/udp were announced and remembered
+    mdns = published(5353, "mdns", protocol="udp")
+    first = decide_listeners([UDP_53, mdns], LoadBalancerState(), POLICY, "corr", True)
+    memory = remembered(first, RejectionsPublished())
+    # When an incomplete listing shows 53 over TCP and not 5353 (its line may be the unreadable one)
+    decision = decide_listeners([published(53, "dns")], LoadBalancerState(), POLICY, "corr", False, memory)
+    # Then 53's cause is forgotten and 5353's kept
+    assert {cause.port for cause in remembered(decision, memory).rejections} == {5353}

@@ -1,7 +1,7 @@
 """The listeners flow on moto (elbv2, Auto Scaling, EC2, EventBridge): the load balancer follows the
 published ports in one run, a second run changes nothing, a port no longer published loses its
 listener, target group and rules, a foreign listener stays, TLS with an ACM certificate; the leave's
-deregistration. Given / When / Then."""
+deregistration; a rejection announced once per cause, through crashes and a race. Given / When / Then."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from moto import mock_aws
 
 from swarmkeeper.adapters.bus import EventBus
 from swarmkeeper.adapters.load_balancer import LoadBalancerTargets, rule_description
+from swarmkeeper.adapters.rejections import PublishedRejections
+from swarmkeeper.adapters.state import StateTable
 from swarmkeeper.domain.listeners import ListenerPolicy, PublishedPort
 from swarmkeeper.domain.swarm import SwarmListing
 from swarmkeeper.flows.listeners import ListenersFlow
@@ -69,7 +71,15 @@ class Cloud:
         )
         self.targets = LoadBalancerTargets(self.elb, self.asg, self.ec2, self.settings, "demo", WORKERS)
         bus = EventBus(self.events, "swarmkeeper-demo")
-        self.flow = ListenersFlow(ListenerPolicy("demo", REGION), self.targets, bus)
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.create_table(
+            TableName="state",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        self.rejections = PublishedRejections(StateTable(ddb, "state"))
+        self.flow = ListenersFlow(ListenerPolicy("demo", REGION), self.targets, bus, self.rejections)
 
     def follow(self, *ports: PublishedPort, skipped: bool = False):
         from swarmkeeper.domain.swarm import SkippedLine
@@ -335,3 +345,116 @@ def test_a_draining_target_is_still_in_the_group(cloud, state, held):
     cloud.targets._elb = _Draining(cloud.elb, state)
     # Then only "unused" (deregistration complete) counts as out
     assert bool(cloud.targets.targeted(cloud.workers()[0])) is held
+
+
+# --------------------------------------------------------------- Listener Rejected, once per cause
+
+
+def udp(port: int, service: str = "dns") -> PublishedPort:
+    return PublishedPort(service, "udp", port, port, "ingress")
+
+
+def rejected_ports(cloud) -> list[str]:
+    return [detail["port"] for kind, detail in cloud.published_events() if kind == "Listener Rejected"]
+
+
+def test_a_rejection_is_published_once_over_three_passes(cloud):
+    # When three passes follow a listing with 53/udp
+    for _ in range(3):
+        cloud.follow(udp(53), web(8080))
+    # Then Listener Rejected was published once, and its cause is stored
+    assert rejected_ports(cloud) == ["53"]
+    stored = cloud.rejections.get()
+    assert [(cause.port, cause.services) for cause in stored.rejections] == [
+        (53, ("dns",))
+    ] and stored.version == 1
+
+
+def test_a_changed_reason_is_published_again(cloud):
+    # Given 8443's label is no ARN, then names another region's certificate
+    other_region = "arn:aws:acm:eu-west-1:123456789012:certificate/12345678-1234-1234-1234-123456789012"
+    # When passes follow each twice
+    for label in ("nope", "nope", other_region, other_region):
+        cloud.follow(web(8443, label))
+    # Then each reason was published once
+    reasons = [detail["reason"] for kind, detail in cloud.published_events() if kind == "Listener Rejected"]
+    assert len(reasons) == 2 and "eu-west-1" in reasons[1]
+
+
+def test_a_rejection_cleared_then_back_is_published_again(cloud):
+    # Given 53/udp rejected, then no longer published, then published again
+    cloud.follow(udp(53))
+    cloud.follow()
+    assert rejected_ports(cloud) == ["53"]
+    # When it is rejected again later
+    cloud.follow(udp(53))
+    cloud.follow(udp(53))
+    # Then it is published again, once
+    assert rejected_ports(cloud) == ["53"]
+
+
+def test_rejected_ports_are_independent(cloud):
+    cloud.follow(udp(53), udp(5353, "mdns"))
+    cloud.follow(udp(53))
+    cloud.follow(udp(53), udp(5353, "mdns"))
+    assert rejected_ports(cloud) == ["53", "5353", "5353"]
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_crash_between_publishing_and_remembering_publishes_again(cloud, monkeypatch):
+    # Given a pass that dies after publishing the rejection, before remembering it
+    def crash(published):
+        raise Crash("the invocation died")
+
+    monkeypatch.setattr(cloud.rejections, "save", crash)
+    with pytest.raises(Crash):
+        cloud.follow(udp(53))
+    assert rejected_ports(cloud) == ["53"]
+    monkeypatch.undo()
+    # When the next passes follow
+    cloud.follow(udp(53))
+    cloud.follow(udp(53))
+    # Then the next one publishes it again (at least once), and then no more
+    assert rejected_ports(cloud) == ["53"]
+
+
+def test_a_crash_while_publishing_loses_no_rejection(cloud, monkeypatch):
+    # Given a pass whose publication fails
+    def fail(event):
+        raise Crash("PutEvents failed")
+
+    monkeypatch.setattr(cloud.flow.bus, "publish", fail)
+    with pytest.raises(Crash):
+        cloud.follow(udp(53))
+    monkeypatch.undo()
+    # When the next pass follows
+    cloud.follow(udp(53))
+    # Then it publishes the rejection
+    assert rejected_ports(cloud) == ["53"]
+
+
+def test_two_passes_racing_lose_no_rejection(cloud, monkeypatch):
+    # Given 53/udp rejected and remembered
+    cloud.follow(udp(53))
+    assert rejected_ports(cloud) == ["53"]
+    # When a pass on an older listing (53/udp, 54/udp) reads the memory, then a pass on a newer one
+    # (nothing published) runs whole before the older one remembers
+    read = cloud.rejections.get
+
+    def read_then_newer_pass_runs():
+        before = read()
+        monkeypatch.setattr(cloud.rejections, "get", read)
+        cloud.follow()
+        return before
+
+    monkeypatch.setattr(cloud.rejections, "get", read_then_newer_pass_runs)
+    cloud.follow(udp(53), udp(54))
+    # Then the older pass's write lost (the newer pass's memory stands) ...
+    assert cloud.rejections.get().rejections == frozenset()
+    assert rejected_ports(cloud) == ["54"]
+    # ... so 53 rejected again later is published again
+    cloud.follow(udp(53))
+    assert rejected_ports(cloud) == ["53"]

@@ -196,11 +196,12 @@ class Runtime:
     def listeners(self) -> ListenersFlow | None:
         if self.load_balancer is None:
             return None
+        from swarmkeeper.adapters.rejections import PublishedRejections
         from swarmkeeper.domain.listeners import ListenerPolicy
         from swarmkeeper.flows.listeners import ListenersFlow
 
         policy = ListenerPolicy(self.settings.cluster_name, self.settings.region)
-        return ListenersFlow(policy, self.load_balancer, self.bus)
+        return ListenersFlow(policy, self.load_balancer, self.bus, PublishedRejections(self.state))
 
     @cached_property
     def leave(self) -> LeaveFlow:

@@ -10,6 +10,7 @@ Items:
   op#reconcile         the describe-swarm in flight: command_id, target, excluded, expires_at
   lock#manager-change  holder (a leaving instance), expires_at: one manager change at a time
   view#cluster         the latest reconcile's view (``domain.view.ClusterView``)
+  listeners#rejected   the Listener Rejected causes published and in force (``adapters.rejections``)
 
 Every lock and lease (the two locks, op#reconcile, op#rotate-tokens) is free from its ``expires_at``
 on, as read and as taken: TTL deletes expired items up to days late on AWS, and never in moto, so

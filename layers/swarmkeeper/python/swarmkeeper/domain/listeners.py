@@ -13,6 +13,23 @@ SCTP, out of range, a certificate label of the wrong shape, two services asking 
 one port) is rejected with its reason and its listener, if it has one, is left as it is: a bad label
 never turns a TLS listener into plain TCP, nor removes it. When the listing may be incomplete (a port
 line could not be read) nothing is removed in that pass.
+
+``Listener Rejected`` is published once per cause: a cause is a port, the services it names and its
+reason (a ``Rejection``). The decision is given the causes already published (``RejectionsPublished``,
+the state item ``listeners#rejected`` the flow reads) and publishes only those not among them; it
+then returns ``RememberRejections`` with the causes in force, after the ``Publish`` actions, so a
+crash between the two publishes again on the next pass (at least once) and never loses an event. A
+cause that no longer holds is forgotten, so the same port rejected again later is published again;
+its clearing publishes nothing (the port's listener, or its absence, is what the operator sees).
+An incomplete listing forgets only the causes of ports it does show: a port whose line could not be
+read keeps its cause.
+
+Two passes racing: the memory is written on its version (a conditional write), so a pass that read
+it before another pass wrote it loses the write and stores nothing. That loses no event: whatever the
+losing pass published, it published before it tried to remember, and what stays stored names only
+causes its writer published or read as published. A lost write can only make the next pass publish a
+cause again, never keep a stale cause alive (a cleared port's cause brought back by a pass that read
+an older listing would swallow the port's next rejection).
 """
 
 from __future__ import annotations
@@ -110,6 +127,15 @@ class Rejection:
 
 
 @frozen
+class RejectionsPublished:
+    """The causes of ``Listener Rejected`` published and still in force (state item
+    ``listeners#rejected``), on its version (0: never stored)."""
+
+    rejections: frozenset[Rejection] = frozenset()
+    version: int = 0
+
+
+@frozen
 class DesiredListeners:
     listeners: Mapping[int, ListenerSpec] = field(default_factory=dict)
     rejected: tuple[Rejection, ...] = ()
@@ -156,8 +182,23 @@ class DeleteTargetGroup:
     target_group: TargetGroup
 
 
+@frozen
+class RememberRejections:
+    """Store ``published``, conditional on ``published.version - 1`` being the stored version; after
+    the ``Publish`` actions (see the module doc). A lost race stores nothing."""
+
+    published: RejectionsPublished
+
+
 ListenerAction = (
-    AllowPort | RevokePort | OpenListener | ChangeListener | CloseListener | DeleteTargetGroup | Publish
+    AllowPort
+    | RevokePort
+    | OpenListener
+    | ChangeListener
+    | CloseListener
+    | DeleteTargetGroup
+    | Publish
+    | RememberRejections
 )
 ListenerDecision = Decision[ListenerAction]
 
@@ -210,9 +251,12 @@ def decide_listeners(
     policy: ListenerPolicy,
     correlation_id: str,
     complete: bool = True,
+    published: RejectionsPublished | None = None,
 ) -> ListenerDecision:
     """The actions that make the load balancer match the published ports (``complete``: the listing
-    is whole; otherwise nothing is removed)."""
+    is whole; otherwise nothing is removed), and the rejections not in ``published`` (None: none yet)
+    announced and remembered."""
+    ports = tuple(ports)
     desired = desired_listeners(ports, policy.region)
     untouched = set(desired.untouched)
     by_port = {listener.port: listener for listener in state.listeners}
@@ -224,18 +268,20 @@ def decide_listeners(
         event = BusEvent(kind, policy.cluster, "", "", "", reason, correlation_id, details)
         events.append(Publish(event))
 
-    for rejection in desired.rejected:
-        publish(LISTENER_REJECTED, rejection.port, rejection.reason, rejection.services)
-
+    rejected = list(desired.rejected)
     wanted: dict[int, ListenerSpec] = {}
     for number, spec in desired.listeners.items():
         existing = by_port.get(number)
         if existing is not None and not existing.ours:
             why = f"port {number} is held by a listener swarmkeeper did not create ({existing.arn})"
-            publish(LISTENER_REJECTED, number, why)
+            rejected.append(Rejection(number, (), why))
             untouched.add(number)
             continue
         wanted[number] = spec
+    before = published or RejectionsPublished()
+    for rejection in rejected:
+        if rejection not in before.rejections:
+            publish(LISTENER_REJECTED, rejection.port, rejection.reason, rejection.services)
 
     for number, spec in sorted(wanted.items()):
         if number not in state.open_ports:
@@ -264,13 +310,25 @@ def decide_listeners(
     if not complete:
         removals = []
         events = [e for e in events if not _removed(e)]
-    all_actions = (*actions, *removals, *events)
-    changes = [a for a in all_actions if not isinstance(a, Publish)]
+    remember = _remembered(before, rejected, {port.published for port in ports}, complete)
+    all_actions = (*actions, *removals, *events, *remember)
+    changes = [a for a in all_actions if not isinstance(a, (Publish, RememberRejections))]
     if not changes:
         return Decision(
             Outcome.IGNORE, _summary("listeners match the published ports", desired, complete), all_actions
         )
     return Decision(Outcome.RECONCILED, _summary(f"{len(changes)} changes", desired, complete), all_actions)
+
+
+def _remembered(
+    before: RejectionsPublished, rejected: list[Rejection], listed: set[int], complete: bool
+) -> tuple[RememberRejections, ...]:
+    """The causes in force to store, when they differ from the stored ones."""
+    kept = {cause for cause in before.rejections if not complete and cause.port not in listed}
+    causes = frozenset(rejected) | kept
+    if causes == before.rejections:
+        return ()
+    return (RememberRejections(RejectionsPublished(causes, before.version + 1)),)
 
 
 def _removed(action: ListenerAction) -> bool:

@@ -1,10 +1,12 @@
 """The listeners flow: the load balancer follows the swarm's published ports.
 
 Entry point: ``follow`` (a describe-swarm listing the reconcile pass read, so the listeners converge
-within that pass). It runs the ``flows.flow`` loop once: gather the load balancer's state, ask
-``domain.listeners.decide_listeners``, execute: rules first, then listeners and target groups; the
-outcomes (Listener Created / Changed / Removed / Rejected) are published last, once done. Every action
-is idempotent, so a run that fails half-way is finished by the next pass.
+within that pass). It runs the ``flows.flow`` loop once: gather the load balancer's state and the
+rejections already published (``adapters.rejections``), ask ``domain.listeners.decide_listeners``,
+execute: rules first, then listeners and target groups; the outcomes (Listener Created / Changed /
+Removed / Rejected) are published once done, and the rejections published are remembered last (why
+in that order, and why two passes racing lose nothing: ``domain.listeners``). Every action is
+idempotent, so a run that fails half-way is finished by the next pass.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aws_lambda_powertools import Logger
 
 from swarmkeeper.adapters.bus import EventBus
 from swarmkeeper.adapters.load_balancer import LoadBalancerTargets
+from swarmkeeper.adapters.rejections import PublishedRejections
 from swarmkeeper.domain.errors import SwarmkeeperError
 from swarmkeeper.domain.kernel import Decision, Outcome, Publish
 from swarmkeeper.domain.listeners import (
@@ -28,6 +31,8 @@ from swarmkeeper.domain.listeners import (
     LoadBalancerState,
     OpenListener,
     PublishedPort,
+    RejectionsPublished,
+    RememberRejections,
     RevokePort,
     decide_listeners,
 )
@@ -48,15 +53,28 @@ class SwarmPorts:
     correlation_id: str
 
 
+@dataclass(frozen=True)
+class ListenerFacts:
+    load_balancer: LoadBalancerState
+    published: RejectionsPublished  # the rejections already announced
+
+
 class ListenersFlow:
     name = "listeners"
     max_rounds = 1
     not_settled = ListenersNotSettled
 
-    def __init__(self, policy: ListenerPolicy, targets: LoadBalancerTargets, bus: EventBus):
+    def __init__(
+        self,
+        policy: ListenerPolicy,
+        targets: LoadBalancerTargets,
+        bus: EventBus,
+        rejections: PublishedRejections,
+    ):
         self.policy = policy
         self.targets = targets
         self.bus = bus
+        self.rejections = rejections
 
     def follow(self, listing: SwarmListing, correlation_id: str) -> ListenerDecision:
         if listing.ports is None:
@@ -65,15 +83,20 @@ class ListenersFlow:
             logger.warning("describe-swarm port line skipped", extra={"reason": line.reason})
         return run(self, SwarmPorts(listing.ports, not listing.skipped_ports, correlation_id))
 
-    def gather(self, stimulus: SwarmPorts, known: Known) -> LoadBalancerState:
-        return self.targets.state()
+    def gather(self, stimulus: SwarmPorts, known: Known) -> ListenerFacts:
+        return ListenerFacts(self.targets.state(), self.rejections.get())
 
-    def decide(self, stimulus: SwarmPorts, facts: LoadBalancerState) -> ListenerDecision:
+    def decide(self, stimulus: SwarmPorts, facts: ListenerFacts) -> ListenerDecision:
         return decide_listeners(
-            stimulus.ports, facts, self.policy, stimulus.correlation_id, stimulus.complete
+            stimulus.ports,
+            facts.load_balancer,
+            self.policy,
+            stimulus.correlation_id,
+            stimulus.complete,
+            facts.published,
         )
 
-    def execute(self, action: ListenerAction, facts: LoadBalancerState, known: Known) -> None:
+    def execute(self, action: ListenerAction, facts: ListenerFacts, known: Known) -> None:
         match action:
             case AllowPort(port=port):
                 self.targets.allow(port)
@@ -90,5 +113,8 @@ class ListenersFlow:
                 self.targets.delete_target_group(group)
             case Publish(event=event):
                 self.bus.publish(event)
+            case RememberRejections(published=published):
+                if not self.rejections.save(published):
+                    logger.info("rejections remembered by a concurrent pass; the next pass reads theirs")
             case _:
                 raise TypeError(f"unknown action {action!r}")
