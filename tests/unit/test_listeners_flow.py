@@ -15,7 +15,7 @@ from swarmkeeper.adapters.bus import EventBus
 from swarmkeeper.adapters.load_balancer import LoadBalancerTargets, rule_description
 from swarmkeeper.adapters.rejections import PublishedRejections
 from swarmkeeper.adapters.state import StateTable
-from swarmkeeper.domain.listeners import ListenerPolicy, PublishedPort
+from swarmkeeper.domain.listeners import ListenerPolicy, PublishedPort, Rejection, RejectionsPublished
 from swarmkeeper.domain.swarm import SwarmListing
 from swarmkeeper.flows.listeners import ListenersFlow
 from swarmkeeper.settings import LoadBalancerSettings, RuntimeSettings
@@ -458,3 +458,17 @@ def test_two_passes_racing_lose_no_rejection(cloud, monkeypatch):
     # ... so 53 rejected again later is published again
     cloud.follow(udp(53))
     assert rejected_ports(cloud) == ["53"]
+
+
+def test_the_memory_is_written_only_on_the_version_before(cloud):
+    # Given nothing stored
+    cause = Rejection(53, ("dns",), "udp port 53: the load balancer forwards TCP only")
+    first = RejectionsPublished(frozenset({cause}), 1)
+    # When two passes write the first version, then two the second
+    firsts = [cloud.rejections.save(first), cloud.rejections.save(first)]
+    seconds = [cloud.rejections.save(RejectionsPublished(frozenset(), 2)) for _ in range(2)]
+    # Then only one of each wins, and what is read is what the winners wrote
+    assert firsts == seconds == [True, False]
+    assert cloud.rejections.get() == RejectionsPublished(frozenset(), 2)
+    assert cloud.rejections.save(RejectionsPublished(frozenset({cause}), 3))
+    assert cloud.rejections.get() == RejectionsPublished(frozenset({cause}), 3)
