@@ -11,14 +11,13 @@ idempotent, so a run that fails half-way is finished by the next pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aws_lambda_powertools import Logger
 
 from swarmkeeper.adapters.bus import EventBus
 from swarmkeeper.adapters.load_balancer import LoadBalancerTargets
 from swarmkeeper.adapters.rejections import PublishedRejections
 from swarmkeeper.domain.errors import SwarmkeeperError
+from swarmkeeper.domain.frozen import frozen
 from swarmkeeper.domain.kernel import Decision, Outcome, Publish
 from swarmkeeper.domain.listeners import (
     AllowPort,
@@ -46,14 +45,14 @@ class ListenersNotSettled(SwarmkeeperError):
     """Never raised: one decision settles a pass."""
 
 
-@dataclass(frozen=True)
+@frozen
 class SwarmPorts:
     ports: tuple[PublishedPort, ...]
     complete: bool  # every port line was read
     correlation_id: str
 
 
-@dataclass(frozen=True)
+@frozen
 class ListenerFacts:
     load_balancer: LoadBalancerState
     published: RejectionsPublished  # the rejections already announced
