@@ -18,6 +18,7 @@ from swarmkeeper_cli.errors import Exit
 
 DLQ = f"swarmkeeper-{CLUSTER}-dlq"
 STEPS = f"swarmkeeper-{CLUSTER}-steps"
+LEAVE_BUDGET_SPENT = 3 * 3600  # seconds: past any leave's drain and removal budget
 
 
 @pytest.fixture
@@ -187,6 +188,33 @@ def test_drain_a_worker_leaves_gracefully_through_auto_scaling(world, cluster, c
     ]
     assert "leave: draining" in result.err and "leave: done" in result.err
     assert "drained and removed from the swarm" in result.out
+    assert world.terminate_results(worker) == ["CONTINUE"]
+
+
+def test_drain_whose_leave_ends_without_the_node_removed_fails(world, cluster, control_plane):
+    # Given a joined worker whose drain and leave go through, but whose remove-node fails after the
+    # leave's budget is spent (the control plane gives up and leaves the node to reconcile)
+    _, workers, nodes = cluster
+    worker = workers[0]
+    drained, left, _ = _leave_to_the_end(world, nodes, worker)
+
+    def removal_fails_too_late() -> None:
+        remove = world.commands_for("remove-node", nodes[worker])[-1]
+        world.clock.advance(LEAVE_BUDGET_SPENT)
+        world.finish(remove, status="Failed", stderr="Error response from daemon: node is busy\n")
+
+    # When the operator drains it and waits
+    result = cli(
+        "drain",
+        worker,
+        "--json",
+        clock=time.time,
+        sleep=steps_of(world, drained, left, removal_fails_too_late),
+    )
+
+    # Then the leave ended (the instance let go) but without its node removed: the CLI says so, exit 1
+    assert result.code == Exit.FAILED, result.err
+    assert result.json["removed"] is False and result.json["reason"].startswith("gave up removing")
     assert world.terminate_results(worker) == ["CONTINUE"]
 
 
