@@ -5,7 +5,8 @@ one port; a reconcile pass gives it a listener, and a client namespace on the la
 service through the load balancer's lab address (lab.forwarder). A second published port appears as
 a second listener. A worker scaled in is deregistered (and waits out the deregistration delay) before
 its terminate hook fires, while a bounded loop of requests runs: every request is counted and none
-may fail. A port no longer published loses its listener.
+may fail. A port no longer published loses its listener. A UDP port published with the second one is
+rejected, and announced once across the passes that follow (``Listener Rejected`` once per cause).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ FIRST_PORT, SECOND_PORT = 18080, 18081
 MAX_REQUESTS = 400  # the loop during the scale-in stops here at the latest
 # Docker 20.10 removes a published port by its target port, protocol and mode: the whole spec is given.
 SECOND_SPEC = f"mode=host,published={SECOND_PORT},target=81"
+UDP_PORT = 18082  # the load balancer forwards TCP only: rejected, with no listener
+UDP_SPEC = f"mode=host,published={UDP_PORT},target=82,protocol=udp"
 RECONCILE_EVERY = 8.0  # seconds between the scenario's reconcile passes (the schedule's, compressed)
 # Each task answers with its own hostname (the task's container), so an answer says who served it.
 # One container port per published port (two host-mode publications of one target port keep one).
@@ -108,10 +111,12 @@ def _scenario(lab: Lab, r: Report, scale: float, leader: object, client: object)
         "--detach",
         "--publish-add",
         SECOND_SPEC,
+        "--publish-add",
+        UDP_SPEC,
         WEB,
         timeout=60,
     )
-    r.check("a second port published", added.returncode == 0, added.stderr.strip())
+    r.check("a second port and a UDP port published", added.returncode == 0, added.stderr.strip())
     took = _converge(lab, client, SECOND_PORT, True, 120 * scale)
     r.check(
         "the second published port appears as a second listener",
@@ -135,6 +140,24 @@ def _scenario(lab: Lab, r: Report, scale: float, leader: object, client: object)
     )
     gone = settle(lambda: published(lab, None, "Listener Removed"), 20 * scale)
     r.check("Listener Removed on the operators' bus", gone, str(gone))
+    # The passes that gave the second port its listener and took it away both saw the UDP port.
+    rejected = _rejections(lab, UDP_PORT)
+    r.check(
+        f"the UDP port {UDP_PORT} rejected, and announced once across those passes",
+        len(rejected) == 1 and "TCP only" in rejected[0],
+        str(rejected),
+    )
+    r.check("the UDP port has no listener", UDP_PORT not in _listener_ports(lab))
+
+
+def _rejections(lab: Lab, port: int) -> list[str]:
+    """The reasons of the Listener Rejected on the operators' timeline for ``port``."""
+    return [
+        str((event.get("detail") or {}).get("reason"))
+        for _, event in lab.operator_events()
+        if event.get("detail-type") == "Listener Rejected"
+        and (event.get("detail") or {}).get("port") == str(port)
+    ]
 
 
 def _all_healthy(lab: Lab) -> bool:
