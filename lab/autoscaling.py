@@ -306,7 +306,14 @@ class AutoScaling:
             group, state = found
             original = group.desired_capacity
             if should_decrement and not state.lifecycle_state.startswith("Terminating"):
-                group.desired_capacity = max(group.min_size or 0, (group.desired_capacity or 0) - 1)
+                desired, least = group.desired_capacity or 0, group.min_size or 0
+                if desired <= least:
+                    raise ValidationError(
+                        f"Currently, desiredSize equals minSize ({least}). Terminating instance without "
+                        "replacement will violate group's min size constraint. Either set "
+                        "shouldDecrementDesiredCapacity flag to false or lower group's min size."
+                    )
+                group.desired_capacity = desired - 1
             self._begin_terminate(group, state)
             self.reconcile(group)
             return TerminateInstanceActivity(state.instance, original)

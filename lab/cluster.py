@@ -28,6 +28,7 @@ from lab.alarms import AlarmKnobs, Alarms, Datum
 from lab.autoscaling import AutoScaling, AutoScalingKnobs
 from lab.events import EventFactory, Knobs, Router, RuleSpec
 from lab.instances import Fleet, FleetKnobs
+from lab.invoke import Invoke, InvokeEndpoint
 from lab.lambdas import FunctionSpec, LambdaKnobs, LambdaService, QueuePoller
 from lab.provision import Provisioned, Provisioner
 from lab.region import Region
@@ -83,6 +84,7 @@ class Lab:
         self.stack: Provisioned | None = None
         self.router: Router | None = None
         self.lambdas: LambdaService | None = None
+        self.invoke: InvokeEndpoint | None = None  # Lambda's Invoke API (AWS_ENDPOINT_URL_LAMBDA)
         self.autoscaling: AutoScaling | None = None
         self.agents: SsmAgents | None = None
         self.fleet: Fleet | None = None
@@ -168,6 +170,10 @@ class Lab:
             on_line=self.alarms.on_log_line,
         )
         self.lambdas.warm_up()
+        invoke = Invoke(
+            self.lambdas.specs, self._invoke_now, self._invoke_target, self.region.name, self.region.account
+        )
+        self.invoke = InvokeEndpoint(invoke).start()
         for source in self.stack.queue_sources:
             if source.enabled:
                 poller = QueuePoller(self.lambdas, self.client("sqs"), source, self.region.name)
@@ -236,9 +242,13 @@ class Lab:
         patches.setattr(EventsBackend, "put_events", put_events)
 
     # -- glue -------------------------------------------------------------------------------------------
-    def _invoke_target(self, function: str, event: dict) -> None:
+    def _invoke_target(self, function: str, event: dict) -> str:
         assert self.lambdas is not None
-        self.lambdas.invoke_async(function, event)
+        return self.lambdas.invoke_async(function, event)
+
+    def _invoke_now(self, function: str, event: dict) -> dict:
+        assert self.lambdas is not None
+        return self.lambdas.invoke(function, event, kind="sync")
 
     def _script_env(self, _agent: Any) -> dict[str, str]:
         assert self.region is not None
@@ -390,6 +400,7 @@ class Lab:
             ("autoscaling", lambda: self.autoscaling and self.autoscaling.stop()),
             ("forwarder", lambda: self.forwarder and self.forwarder.stop()),
             ("alarms", lambda: self.alarms and self.alarms.stop()),
+            ("invoke", lambda: self.invoke and self.invoke.stop()),
             ("lambdas", lambda: self.lambdas and self.lambdas.close()),
             ("agents", lambda: self.agents and self.agents.close()),
             ("fleet", lambda: self.fleet and self.fleet.close()),

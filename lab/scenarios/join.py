@@ -7,6 +7,7 @@ import json
 
 from lab.cluster import Lab, settle
 from lab.scenarios.operator import operator_view
+from lab.scenarios.operator_acts import operator_actions
 from lab.scenarios.report import Report
 from lab.scenarios.swarm import SERVICE_IMAGE, form_swarm, free_ip, json_lines, wait_swarm
 
@@ -122,6 +123,7 @@ def bootstrap(lab: Lab, r: Report, scale: float) -> None:
     check_labels(lab, r, view)
     _service(lab, r, view)
     operator_view(lab, r, managers=3, workers=3, scale=scale)
+    operator_actions(lab, r, scale)
 
 
 def burst(lab: Lab, r: Report, scale: float) -> None:

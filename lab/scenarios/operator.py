@@ -24,6 +24,8 @@ def swarmkeeper(lab: Lab, *args: str, timeout: float = 60) -> subprocess.Complet
     env = {
         **lab.region.environment(lab.region.local_url),
         "SWARMKEEPER_CLUSTER": cluster,
+        # Lambda's Invoke is the lab's own (lab/invoke.py), not the moto server's
+        **({"AWS_ENDPOINT_URL_LAMBDA": lab.invoke.url} if lab.invoke else {}),
         "PYTHONPATH": f"{REPO}:{LAYER}",
         "PATH": "/usr/bin:/bin",
     }

@@ -68,6 +68,20 @@ def _until(pred, timeout=5.0):
     return pred()
 
 
+def _in_service(client, count: int) -> list[str]:
+    """``count`` instances launched and put in service (their launch actions CONTINUEd), sorted."""
+    client.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=count)
+    launched = sorted(_states(client))
+    for iid in launched:
+        client.complete_lifecycle_action(
+            AutoScalingGroupName=GROUP,
+            LifecycleHookName="swarmkeeper-launch",
+            InstanceId=iid,
+            LifecycleActionResult="CONTINUE",
+        )
+    return launched
+
+
 def test_launch_waits_for_the_hook_then_continue_puts_it_in_service(asg):
     _engine, client, _, events = asg
     # When capacity rises to 2
@@ -167,15 +181,7 @@ def test_instance_terminated_outside_auto_scaling_is_replaced(asg):
 def test_terminating_without_decrement_launches_the_replacement_at_once(asg):
     _engine, client, ec2, events = asg
     # Given two instances in service
-    client.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=2)
-    old = sorted(_states(client))
-    for iid in old:
-        client.complete_lifecycle_action(
-            AutoScalingGroupName=GROUP,
-            LifecycleHookName="swarmkeeper-launch",
-            InstanceId=iid,
-            LifecycleActionResult="CONTINUE",
-        )
+    old = _in_service(client, 2)
     # When both are terminated at once without decrementing the desired capacity
     for iid in old:
         client.terminate_instance_in_auto_scaling_group(InstanceId=iid, ShouldDecrementDesiredCapacity=False)
@@ -237,3 +243,46 @@ def test_scale_in_deregisters_and_waits_out_the_delay_before_the_terminate_hook(
     finally:
         engine.deregistrations = None
         patches.undo_all()
+
+
+def test_terminating_with_decrement_waits_for_the_hook_and_launches_no_replacement(asg):
+    _engine, client, ec2, events = asg
+    # Given two instances in service
+    old = _in_service(client, 2)
+    # When one is terminated through the API, decrementing the desired capacity
+    answer = client.terminate_instance_in_auto_scaling_group(
+        InstanceId=old[0], ShouldDecrementDesiredCapacity=True
+    )
+    # Then, as in AWS, it waits in Terminating:Wait (still running) with a terminate lifecycle action
+    # out, the group shrinks to 1 and nothing is launched in its place
+    assert answer["Activity"]["ActivityId"]
+    assert _states(client) == {old[0]: "Terminating:Wait", old[1]: "InService"}
+    assert _ec2_state(ec2, old[0]) == "running"
+    group = client.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]
+    assert group["DesiredCapacity"] == 1
+    (action,) = [e for e in events if "terminate" in e["detail-type"]]
+    assert action["detail"]["EC2InstanceId"] == old[0]
+    assert action["detail"]["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    # and only CONTINUE lets it go
+    client.complete_lifecycle_action(
+        AutoScalingGroupName=GROUP,
+        LifecycleHookName="swarmkeeper-terminate",
+        InstanceId=old[0],
+        LifecycleActionResult="CONTINUE",
+    )
+    assert _until(lambda: _states(client) == {old[1]: "InService"})
+    assert _until(lambda: _ec2_state(ec2, old[0]) in ("shutting-down", "terminated"))
+
+
+def test_terminating_with_decrement_at_the_min_size_is_refused_as_aws_refuses_it(asg):
+    _engine, client, _ec2, _ = asg
+    # Given a group at its minimum size
+    client.update_auto_scaling_group(AutoScalingGroupName=GROUP, MinSize=1, DesiredCapacity=1)
+    (iid,) = _states(client)
+    # When its instance is terminated with the desired capacity decremented / Then the call is refused
+    with pytest.raises(ClientError) as raised:
+        client.terminate_instance_in_auto_scaling_group(InstanceId=iid, ShouldDecrementDesiredCapacity=True)
+    error = raised.value.response["Error"]
+    assert error["Code"] == "ValidationError" and "min size constraint" in error["Message"]
+    # and the instance is left as it was
+    assert _states(client)[iid] == "Pending:Wait"
