@@ -5,8 +5,6 @@ the CLI import it as well as the layer. Names that only the stack needs (its SSM
 
 from __future__ import annotations
 
-import hashlib
-
 from swarmkeeper.domain.frozen import frozen
 
 # The stack's alarms, named swarmkeeper-<C>-<what>.
@@ -107,6 +105,10 @@ class ClusterNames:
 
     @property
     def _digest(self) -> str:
+        # Imported here: only the load balancer's names need it, and hashlib (OpenSSL) would add
+        # about 2.5 ms to the cold start of every function that imports the domain.
+        import hashlib
+
         return hashlib.sha256(self.cluster.encode()).hexdigest()[:8]
 
     @property
