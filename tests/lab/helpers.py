@@ -21,6 +21,7 @@ class FakeNode:
         self.name = name
         self.ip = ip
         self.root_dir = Path(tempfile.gettempdir()) / f"swarmkeeper-fake-node-{name}"
+        self.run_dir = self.root_dir / "run"
         self.ran: list[tuple[list[str], dict]] = []
 
     def run(self, argv, env=None, timeout=120, stdin=None):

@@ -109,7 +109,7 @@ def test_command_runs_the_document_and_reports_truthfully(lab_ssm):
     assert any(e["detail-type"] == "EC2 Command Status-change Notification" for e in events)
     # and the documents' scratch directories go under the node's own directory
     ((_, env),) = node.ran
-    assert env["SWARMKEEPER_RUN_DIR"] == str(node.root_dir / "run")
+    assert env["SWARMKEEPER_RUN_DIR"] == str(node.run_dir) == str(node.root_dir / "run")
 
 
 def test_command_runs_only_on_the_instances_it_names(lab_ssm):
