@@ -277,22 +277,22 @@ def test_an_event_that_loses_a_race_for_the_record_decides_again_on_it(world, ma
     (first,) = world.sent("deploy-stack")
     # and a handler of v2's event that read the record just before v1's deploy was recorded
     flow = runtime.get(RuntimeSettings.from_env()).stacks
-    stored = flow.a.records.get("app")
+    stored = flow.adapters.records.get("app")
     reads = iter([StackRecord("app")])  # what it saw: no record yet
-    real_get = flow.a.records.get
-    flow.a.records.get = lambda name: next(reads, None) or real_get(name)  # type: ignore[method-assign]
+    real_get = flow.adapters.records.get
+    flow.adapters.records.get = lambda name: next(reads, None) or real_get(name)  # type: ignore[method-assign]
     try:
         # When it decides (deploy v2 at once) and its conditional write fails
         decision = flow.object_changed(
             inputs.stack_object_change(object_event(version="v2", sequencer="0011"))
         )
     finally:
-        flow.a.records.get = real_get  # type: ignore[method-assign]
+        flow.adapters.records.get = real_get  # type: ignore[method-assign]
 
     # Then it decided again on the record as stored: v2 waits for v1's deploy, nothing else is sent
     assert decision.outcome == "wait"
     assert world.sent("deploy-stack") == [first]
-    record = flow.a.records.get("app")
+    record = flow.adapters.records.get("app")
     assert (record.wanted, record.command_version, record.version) == ("v2", "v1", stored.version + 1)
 
 

@@ -46,14 +46,16 @@ class LoadBalancerTargets:
         self._elb = elbv2
         self._autoscaling = autoscaling
         self._ec2 = ec2
-        self._s = settings
+        self._settings = settings
         self._cluster = cluster
         self._workers = worker_group
 
     # --- reading --------------------------------------------------------------------------------
 
     def state(self) -> LoadBalancerState:
-        raw = list(self._pages("describe_listeners", "Listeners", LoadBalancerArn=self._s.load_balancer_arn))
+        raw = list(
+            self._pages("describe_listeners", "Listeners", LoadBalancerArn=self._settings.load_balancer_arn)
+        )
         groups = self._own_target_groups()
         ours = self._ours([item["ListenerArn"] for item in raw])
         listeners = tuple(
@@ -67,8 +69,8 @@ class LoadBalancerTargets:
             )
             for item in raw
         )
-        client_ports = self._rule_ports(self._s.security_group)
-        target_ports = self._rule_ports(self._s.target_security_group)
+        client_ports = self._rule_ports(self._settings.security_group)
+        target_ports = self._rule_ports(self._settings.target_security_group)
         return LoadBalancerState(listeners, groups, client_ports & target_ports, client_ports | target_ports)
 
     def targeted(self, instance_id: str) -> tuple[str, ...]:
@@ -104,12 +106,16 @@ class LoadBalancerTargets:
         description = rule_description(self._cluster, port)
         rules = (
             (
-                self._s.security_group,
-                {"IpRanges": [{"CidrIp": self._s.client_cidr, "Description": description}]},
+                self._settings.security_group,
+                {"IpRanges": [{"CidrIp": self._settings.client_cidr, "Description": description}]},
             ),
             (
-                self._s.target_security_group,
-                {"UserIdGroupPairs": [{"GroupId": self._s.security_group, "Description": description}]},
+                self._settings.target_security_group,
+                {
+                    "UserIdGroupPairs": [
+                        {"GroupId": self._settings.security_group, "Description": description}
+                    ]
+                },
             ),
         )
         for group, source in rules:
@@ -121,7 +127,7 @@ class LoadBalancerTargets:
                     raise
 
     def revoke(self, port: int) -> None:
-        for group in (self._s.security_group, self._s.target_security_group):
+        for group in (self._settings.security_group, self._settings.target_security_group):
             for permission in self._own_rules(group):
                 if permission["FromPort"] == port:
                     try:
@@ -139,14 +145,14 @@ class LoadBalancerTargets:
         existing = [
             item
             for item in self._pages(
-                "describe_listeners", "Listeners", LoadBalancerArn=self._s.load_balancer_arn
+                "describe_listeners", "Listeners", LoadBalancerArn=self._settings.load_balancer_arn
             )
             if int(item["Port"]) == spec.port
         ]
         if existing:
             return str(existing[0]["ListenerArn"])
         created = self._elb.create_listener(
-            LoadBalancerArn=self._s.load_balancer_arn,
+            LoadBalancerArn=self._settings.load_balancer_arn,
             Port=spec.port,
             DefaultActions=[{"Type": "forward", "TargetGroupArn": group}],
             Tags=self._tags(),
@@ -181,7 +187,7 @@ class LoadBalancerTargets:
     # --- helpers ----------------------------------------------------------------------------------
 
     def _target_group(self, port: int) -> str:
-        name = f"{self._s.target_group_prefix}tcp-{port}"
+        name = f"{self._settings.target_group_prefix}tcp-{port}"
         try:
             (found,) = self._elb.describe_target_groups(Names=[name])["TargetGroups"]
             if found["TargetGroupArn"] not in self._ours([found["TargetGroupArn"]]):
@@ -195,20 +201,20 @@ class LoadBalancerTargets:
                     Name=name,
                     Protocol="TCP",
                     Port=port,
-                    VpcId=self._s.vpc_id,
+                    VpcId=self._settings.vpc_id,
                     TargetType="instance",
                     Tags=self._tags(),
                     **HEALTH_CHECK,
                 )["TargetGroups"][0]["TargetGroupArn"]
             )
-        delay = str(self._s.deregistration_delay_seconds)
+        delay = str(self._settings.deregistration_delay_seconds)
         self._elb.modify_target_group_attributes(
             TargetGroupArn=arn, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": delay}]
         )
         return arn
 
     def _own_target_groups(self) -> tuple[TargetGroup, ...]:
-        prefix = f"{self._s.target_group_prefix}tcp-"
+        prefix = f"{self._settings.target_group_prefix}tcp-"
         named = [
             item
             for item in self._pages("describe_target_groups", "TargetGroups")

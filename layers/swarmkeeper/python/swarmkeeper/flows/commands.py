@@ -80,7 +80,7 @@ class CommandStatusRouter:
             return self.reconcile.finished(change.command_id, change.instance_id, change.status)
         if action in (DRAIN, LEAVE, REMOVE):
             # Sent by the exit flow (comment "swarmkeeper leave <id>") or, remove-node, by reconcile.
-            invocation = self.leave.a.commands.invocation(change.command_id, change.instance_id)
+            invocation = self.leave.adapters.commands.invocation(change.command_id, change.instance_id)
             if action == REMOVE and invocation is not None and leaving_instance(invocation.comment) is None:
                 return self.reconcile.removal_finished(change.status, invocation, change.correlation_id)
             return self.leave.command_finished(

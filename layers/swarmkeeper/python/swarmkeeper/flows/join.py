@@ -128,7 +128,7 @@ class JoinFlow:
     ):
         self.settings = settings
         self.policy = policy
-        self.a = adapters
+        self.adapters = adapters
         self.clock = clock
 
     # --- entry points ----------------------------------------------------------------------
@@ -155,7 +155,7 @@ class JoinFlow:
         self, action: str, command_id: str, instance_id: str, status: str, correlation_id: str
     ) -> JoinCommandFinished | None:
         """The command's result as the join reads it; None when the join flow did not send it."""
-        invocation = self.a.commands.invocation(command_id, instance_id)
+        invocation = self.adapters.commands.invocation(command_id, instance_id)
         joining = (joining_instance(invocation.comment) if invocation else None) or (
             instance_id if action == BOOTSTRAP else None
         )
@@ -178,12 +178,12 @@ class JoinFlow:
         iid = stimulus.instance_id
         if isinstance(stimulus, JoinRequested):
             return self._gather_request(stimulus, known)
-        op = known.take(("op", iid), lambda: self.a.state.get_op_or_leave(iid))
+        op = known.take(("op", iid), lambda: self.adapters.state.get_op_or_leave(iid))
         if isinstance(op, LeaveOp) or (isinstance(stimulus, JoinStepDue) and _stale(stimulus, op)):
             # The instance's leave began, or a stale step (its op moved on, e.g. the agent-ready event
             # came first): the decision answers on the op alone.
             return _Facts(stimulus, None, ClusterState(), op)
-        instance = known.get(("instance", iid), lambda: self.a.instances.describe(iid))
+        instance = known.get(("instance", iid), lambda: self.adapters.instances.describe(iid))
         return _Facts(stimulus, instance, self._cluster_state(stimulus, op, known), op)
 
     def _gather_request(self, stimulus: JoinRequested, known: Known) -> _Facts:
@@ -191,13 +191,13 @@ class JoinFlow:
         the closed leave that sent the node there); the `running` fallback also reads where Auto
         Scaling has the instance (one in the warm pool is not joined)."""
         iid = stimulus.instance_id
-        op = known.take(("op", iid), lambda: self.a.state.get_op_or_leave(iid))
+        op = known.take(("op", iid), lambda: self.adapters.state.get_op_or_leave(iid))
         replacing = out_of_the_pool_over(stimulus, op)
         if isinstance(op, LeaveOp) and not past_the_leave(stimulus, op):
             return _Facts(stimulus, None, ClusterState(), op)  # the leave began: answered on the op
-        instance = known.get(("instance", iid), lambda: self.a.instances.describe(iid))
+        instance = known.get(("instance", iid), lambda: self.adapters.instances.describe(iid))
         if stimulus.via == "running" and op is None and instance is not None and not instance.gone:
-            instance = replace(instance, lifecycle_state=self.a.lifecycle.lifecycle_state(iid))
+            instance = replace(instance, lifecycle_state=self.adapters.lifecycle.lifecycle_state(iid))
         # With a join in flight the request is ignored, whatever the cluster looks like.
         cluster = known.get(_SWARM, self._swarm_state) if op is None or replacing else ClusterState()
         return _Facts(stimulus, instance, cluster, op)
@@ -216,14 +216,17 @@ class JoinFlow:
 
     def _swarm_state(self) -> ClusterState:
         return ClusterState(
-            initialized=self.a.parameters.cluster_id() is not None, init_lock=self.a.state.get_lock()
+            initialized=self.adapters.parameters.cluster_id() is not None,
+            init_lock=self.adapters.state.get_lock(),
         )
 
     def _managers_by_health(self) -> tuple[str, ...]:
-        return joined_managers_healthy_first(self.a.instances, self.a.state, self.settings.manager_group_name)
+        return joined_managers_healthy_first(
+            self.adapters.instances, self.adapters.state, self.settings.manager_group_name
+        )
 
     def execute(self, action: JoinAction, facts: _Facts, known: Known) -> None:
-        s, a = self.settings, self.a
+        s, a = self.settings, self.adapters
         instance = facts.instance
         now = self.clock()
         match action:
@@ -308,7 +311,7 @@ class JoinFlow:
 
     def _save(self, op: JoinOp, known: Known, facts: _Facts) -> None:
         """Conditional on the stored version: stored, the op is known as written."""
-        if not self.a.state.save_op(op):
+        if not self.adapters.state.save_op(op):
             self._lost(op, known, facts)
         known.put(("op", op.instance_id), op)
 
@@ -324,24 +327,26 @@ class JoinFlow:
         """A step now for each other join ``waits_for_the_swarm`` (its pending step, one version
         behind once this one ran, is then ignored as stale), and for each manager removal that
         ``waits_for_a_replacement`` (a manager joined: it looks again, on a fresh view)."""
-        ops = self.a.state.open_ops()
-        for leave in removals_waiting(self.a.state, ops, waits_for_a_replacement):
-            self.a.steps.schedule(LeaveStepDue(leave.instance_id, leave.version, leave.correlation_id), 0)
+        ops = self.adapters.state.open_ops()
+        for leave in removals_waiting(self.adapters.state, ops, waits_for_a_replacement):
+            self.adapters.steps.schedule(
+                LeaveStepDue(leave.instance_id, leave.version, leave.correlation_id), 0
+            )
             logger.info("manager removal woken by a manager's join", extra={"instance_id": leave.instance_id})
         for item in ops:
             if item.kind is not OpKind.JOIN or item.stage not in (Stage.WAITING, Stage.AWAITING_VERIFIER):
                 continue
             instance_id = item.instance_id
-            op = self.a.state.get_op(instance_id) if instance_id != me else None
+            op = self.adapters.state.get_op(instance_id) if instance_id != me else None
             if op is not None and waits_for_the_swarm(op):
-                self.a.steps.schedule(JoinStepDue(instance_id, op.version, op.correlation_id), 0)
+                self.adapters.steps.schedule(JoinStepDue(instance_id, op.version, op.correlation_id), 0)
                 logger.info("join woken", extra={"instance_id": instance_id, "stage": str(op.stage)})
 
     def _send(self, then: JoinOp, send: Callable[[], str], known: Known, facts: _Facts) -> None:
         """The send step (``flows.sending``) for the op at the command's stage, ``then``."""
         key = ("op", then.instance_id)
         sending = replace(then, command_id="", waiting_for="")
-        if not save_send_record(sending, self.a.state.save_op, send, lambda op: known.keep(key, op)):
+        if not save_send_record(sending, self.adapters.state.save_op, send, lambda op: known.keep(key, op)):
             self._lost(then, known, facts)
 
     def _complete(
@@ -349,7 +354,7 @@ class JoinFlow:
     ) -> None:
         completed = False
         if group:
-            completed = self.a.lifecycle.complete(
+            completed = self.adapters.lifecycle.complete(
                 group, self.settings.launch_hook_name, instance_id, str(result), token
             )
         logger.info(
@@ -358,7 +363,7 @@ class JoinFlow:
         )
         if not completed and result is LifecycleResult.ABANDON and group:
             # No pending action (running fallback, or the hook timed out): do not let it stay InService.
-            self.a.lifecycle.mark_unhealthy(instance_id)
+            self.adapters.lifecycle.mark_unhealthy(instance_id)
 
     def _document(self, action: str) -> str:
         return f"{self.settings.document_prefix}{action}"

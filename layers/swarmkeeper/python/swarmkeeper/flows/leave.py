@@ -119,7 +119,7 @@ class LeaveFlow:
     ):
         self.settings = settings
         self.policy = policy
-        self.a = adapters
+        self.adapters = adapters
         self.request_view = request_view
         self.clock = clock
 
@@ -167,7 +167,7 @@ class LeaveFlow:
         return decide_leave(stimulus, gathered.facts, gathered.op, self.clock(), self.policy)
 
     def gather(self, stimulus: LeaveStimulus, known: Known) -> _Facts:
-        a, iid = self.a, stimulus.instance_id
+        a, iid = self.adapters, stimulus.instance_id
         join, leave = known.take(("ops", iid), lambda: a.state.get_ops(iid))
         if leave is not None and answered_by_the_op(stimulus, leave):
             return _Facts(LeaveFacts(None, leave.role, leave.node_id, join), leave)
@@ -218,7 +218,7 @@ class LeaveFlow:
         return _Facts(facts, leave)
 
     def execute(self, action: LeaveAction, _facts: _Facts, known: Known) -> None:
-        a, now = self.a, self.clock()
+        a, now = self.adapters, self.clock()
         match action:
             case CreateLeave(op=new, replacing=replacing):
                 if not a.state.create_leave(new, replacing):
@@ -270,7 +270,7 @@ class LeaveFlow:
 
     def _wake_lock_waiters(self) -> None:
         """The lock is free: the other manager removals waiting for it go on now, not at their step."""
-        a = self.a
+        a = self.adapters
         for leave in removals_waiting(a.state, a.state.open_ops(), waits_for_the_lock):
             a.steps.schedule(LeaveStepDue(leave.instance_id, leave.version, leave.correlation_id), 0)
             logger.info("manager removal woken: the lock is free", extra={"instance_id": leave.instance_id})
@@ -285,7 +285,7 @@ class LeaveFlow:
         now: float,
         known: Known,
     ) -> None:
-        a, iid = self.a, then.instance_id
+        a, iid = self.adapters, then.instance_id
         if until is not None:
             known.forget(_LOCK_HOLDER)
             if not a.state.acquire_manager_lock(iid, now, until):

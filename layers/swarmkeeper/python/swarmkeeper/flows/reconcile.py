@@ -120,7 +120,7 @@ class Reconcile:
         # Given each listing a pass reads (the listeners follow the published ports in that pass).
         self.follow_ports = follow_ports
         self._read: tuple[SwarmListing, str] | None = None
-        self.a = adapters
+        self.adapters = adapters
         self.clock = clock
         self.plan_settings = plan_settings or ReconcileSettings()
         self.policy = ReconcilePolicy(
@@ -185,7 +185,7 @@ class Reconcile:
         return decide_reconcile(stimulus, facts, self.clock(), self.policy)
 
     def execute(self, action: ReconcileAction, facts: ReconcileFacts, known: Known) -> None:
-        a = self.a
+        a = self.adapters
         match action:
             case StartPass(op=pending, after=after):
                 if not a.state.start_reconcile(pending, self.clock()):
@@ -233,20 +233,20 @@ class Reconcile:
     def _candidates(self, exclude: Collection[str], known: Known) -> tuple[str, ...]:
         """Managers that may run describe-swarm: the latest view's Reachable + Ready ones, or else
         any joined manager; never an excluded one."""
-        view = known.get(_VIEW, self.a.state.get_view)
+        view = known.get(_VIEW, self.adapters.state.get_view)
         candidates = view.command_managers(exclude) if view is not None else ()
         if candidates:
             return candidates
         joined = known.get(
             _MANAGERS,
             lambda: joined_managers_healthy_first(
-                self.a.instances, self.a.state, self.settings.manager_group_name
+                self.adapters.instances, self.adapters.state, self.settings.manager_group_name
             ),
         )
         return tuple(m for m in joined if m not in exclude)
 
     def _finished_facts(self, stimulus: DescribeFinished, known: Known) -> ReconcileFacts:
-        a = self.a
+        a = self.adapters
         pending = a.state.get_reconcile()
         if pending is None or pending.command_id != stimulus.command_id:
             return ReconcileFacts(op=pending)
@@ -283,13 +283,13 @@ class Reconcile:
 
     def _removals_waiting(self, ops: tuple[OpSummary, ...]) -> tuple[LeaveOp, ...]:
         """Manager removals that asked for a fresh view: this pass's view wakes them."""
-        if self.a.steps is None:
+        if self.adapters.steps is None:
             return ()
-        return removals_waiting(self.a.state, ops, waits_for_a_fresh_view)
+        return removals_waiting(self.adapters.state, ops, waits_for_a_fresh_view)
 
     def _read_nodes(self, command_id: str, instance_id: str) -> SwarmListing | str:
         """The node listing, or why it could not be read."""
-        invocation = self.a.commands.invocation(command_id, instance_id)
+        invocation = self.adapters.commands.invocation(command_id, instance_id)
         text = invocation.stdout if invocation else ""
         try:
             return parse_describe_swarm(text)
@@ -300,7 +300,7 @@ class Reconcile:
         bucket = self.settings.command_output_bucket
         url = invocation.stdout_url if invocation else ""
         key = key_from_url(url, bucket) or stdout_key(OUTPUT_PREFIX, command_id, instance_id)
-        full = self.a.outputs.read(key)
+        full = self.adapters.outputs.read(key)
         if full is None:
             return f"describe-swarm output was cut and s3://{bucket}/{key} is missing"
         try:
@@ -315,13 +315,13 @@ class Reconcile:
         params = {"ParameterPrefix": s.parameter_prefix, "Region": s.region}
         output = (s.command_output_bucket, OUTPUT_PREFIX)
         try:
-            command_id = self.a.commands.send(
+            command_id = self.adapters.commands.send(
                 f"{s.document_prefix}{DESCRIBE}", target, params, COMMENT, output=output
             )
         except AgentNotRegistered as err:
             logger.warning("manager's SSM agent is not registered; trying the next", extra={"target": target})
             raise Redecide(DescribeNotDelivered(pending, (*action.tried, target), action.after)) from err
-        self.a.state.save_reconcile(replace(pending, command_id=command_id, target=target))
+        self.adapters.state.save_reconcile(replace(pending, command_id=command_id, target=target))
 
     def _remove(self, target: str, removals: tuple[NodeRemoval, ...]) -> None:
         s = self.settings
@@ -329,7 +329,7 @@ class Reconcile:
             params = {"NodeId": removal.node_id, "ParameterPrefix": s.parameter_prefix, "Region": s.region}
             comment = removal_comment(removal.node_id, removal.instance_id, removal.role)
             try:
-                self.a.commands.send(f"{s.document_prefix}{REMOVE}", target, params, comment)
+                self.adapters.commands.send(f"{s.document_prefix}{REMOVE}", target, params, comment)
             except AgentNotRegistered:
                 logger.warning(
                     "command manager is gone; the next pass picks another", extra={"target": target}
@@ -338,7 +338,7 @@ class Reconcile:
 
     def _settle(self, stuck: StuckOperation, correlation_id: str) -> None:
         """Finish or roll back an operation past its deadline (``domain.reconcile`` decided which)."""
-        a, s = self.a, self.settings
+        a, s = self.adapters, self.settings
         join, leave = a.state.get_ops(stuck.instance_id)
         now = self.clock()
         closed_until = now + self.policy.closed_op_seconds

@@ -88,7 +88,7 @@ class StackFlow:
         self, settings: RuntimeSettings, adapters: StackAdapters, clock: Callable[[], float] = time.time
     ):
         self.settings = settings
-        self.a = adapters
+        self.adapters = adapters
         self.clock = clock
         self.policy = StackPolicy(settings.cluster_name, settings.stacks_bucket)
 
@@ -112,7 +112,9 @@ class StackFlow:
             case StackCommandFinished():
                 return self._finished_facts(stimulus, known)
             case StacksPassRequested():
-                facts = StackFacts(records=tuple(self.a.records.all()), listing=self.a.files.listing())
+                facts = StackFacts(
+                    records=tuple(self.adapters.records.all()), listing=self.adapters.files.listing()
+                )
                 if pass_may_send(facts, self.policy):
                     facts = replace(facts, managers=self._managers(known))
                 return facts
@@ -124,12 +126,12 @@ class StackFlow:
     def execute(self, action: StackAction, facts: StackFacts, known: Known) -> None:
         match action:
             case SaveStack(record=record, again=again):
-                if not self.a.records.save(record):
+                if not self.adapters.records.save(record):
                     self._lost(record, again)
             case SendStackCommand(record=record, managers=managers, again=again):
                 self._send(record, managers, again)
             case Publish(event=event):
-                self.a.bus.publish(event)
+                self.adapters.bus.publish(event)
             case _:
                 raise TypeError(f"unknown action {action!r}")
 
@@ -139,7 +141,7 @@ class StackFlow:
         return known.get(
             _MANAGERS,
             lambda: joined_managers_healthy_first(
-                self.a.instances, self.a.state, self.settings.manager_group_name
+                self.adapters.instances, self.adapters.state, self.settings.manager_group_name
             ),
         )
 
@@ -147,16 +149,16 @@ class StackFlow:
         name = stack_name(s.key) if s.bucket == self.policy.bucket else None
         if name is None:
             return StackFacts()
-        record = self.a.records.get(name)
+        record = self.adapters.records.get(name)
         if record is not None and record.sequencer and not newer(s.sequencer, record.sequencer):
             return StackFacts(record=record)  # stale: nothing more to read
-        current = self.a.files.current(s.key) if s.permanently else None
+        current = self.adapters.files.current(s.key) if s.permanently else None
         return StackFacts(record=record, current=current, managers=self._managers(known))
 
     def _finished_facts(self, s: StackCommandFinished, known: Known) -> StackFacts:
         if s.status in NON_TERMINAL:
             return StackFacts()
-        invocation = self.a.commands.invocation(s.command_id, s.instance_id)
+        invocation = self.adapters.commands.invocation(s.command_id, s.instance_id)
         name = stack_of(invocation) if invocation else None
         if invocation is None or name is None:
             return StackFacts()
@@ -165,7 +167,7 @@ class StackFlow:
             refused=fields.get("refused") == "true",
             detail=outputs.excerpt(invocation.stderr or invocation.stdout),
         )
-        record = self.a.records.get(name)
+        record = self.adapters.records.get(name)
         return StackFacts(record=record, result=result, managers=self._managers(known))
 
     def _lost(self, record: StackRecord, again: StackStimulus | None) -> None:
@@ -182,11 +184,11 @@ class StackFlow:
         for tried, manager in enumerate(managers):
             if tried:
                 record = replace(record, target=manager).next_version()
-            if not self.a.records.save(record):
+            if not self.adapters.records.save(record):
                 self._lost(record, again)
                 return
             try:
-                command_id = self.a.commands.send(
+                command_id = self.adapters.commands.send(
                     f"{self.settings.document_prefix}{record.command}",
                     manager,
                     self._parameters(record),
@@ -197,11 +199,11 @@ class StackFlow:
                     "manager's SSM agent is not registered; trying the next", extra={"instance_id": manager}
                 )
                 continue
-            if not self.a.records.save(record.sent(command_id)):
+            if not self.adapters.records.save(record.sent(command_id)):
                 logger.info("command finished before its id was recorded", extra={"command_id": command_id})
             return
         waiting = replace(record.settled(), reason="no joined manager took the command").next_version()
-        if not self.a.records.save(waiting):
+        if not self.adapters.records.save(waiting):
             self._lost(waiting, again)
             return
         logger.warning("no manager took the stack's command", extra={"stack": record.name})
